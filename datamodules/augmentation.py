@@ -1,0 +1,80 @@
+"""Training augmentation (spec tracking_ecosystem §3.1, §3.6).
+
+Joint transforms roll once per sample and apply to every frame (templates and search alike);
+per-crop transforms roll independently per crop. Every decision is drawn from the caller's numpy
+Generator, so a sample is a pure function of its seed; albumentations applies the grayscale
+conversion (its ``ToGray`` equals OpenCV RGB->GRAY replicated to 3 channels, as upstream).
+Brightness multiplies the float [0, 1] crop and clamps, as upstream (no uint8 re-quantisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from datamodules.processing import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+from trackers.nn.box_ops import hflip_crop_box_cxcywh, hflip_frame_box_xywh
+
+_TO_GRAY = A.ToGray(num_output_channels=3, method="weighted_average", p=1.0)
+
+
+@dataclass(frozen=True)
+class JointAugmentation:
+    """Full-frame grayscale and horizontal flip, one roll per sample (applied to train and val alike)."""
+
+    grayscale_prob: float = 0.05
+    hflip_prob: float = 0.5
+
+    def __call__(self, frames: Sequence[np.ndarray], boxes_xywh: np.ndarray,
+                 rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
+        gray, flip = rng.random(2) < (self.grayscale_prob, self.hflip_prob)
+        frames = list(frames)
+        boxes = np.asarray(boxes_xywh, dtype=np.float64)
+        if gray:
+            frames = _map_unique(frames, _TO_GRAY.apply)
+        if flip:
+            frames = _map_unique(frames, lambda f: cv2.flip(f, 1))
+            widths = np.array([f.shape[1] for f in frames], dtype=np.float64)
+            boxes = hflip_frame_box_xywh(boxes, widths)
+        return frames, boxes
+
+
+@dataclass(frozen=True)
+class CropAugmentation:
+    """Per-crop brightness jitter and horizontal flip, then ImageNet normalisation.
+
+    ``brightness=0, hflip_prob=0`` gives the validation transform (to tensor + normalise only).
+    """
+
+    brightness: float = 0.2
+    hflip_prob: float = 0.5
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __call__(self, crop: np.ndarray, pad_mask: np.ndarray, box_cxcywh: np.ndarray,
+                 rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """(normalised (3, S, S) float, (S, S) bool padding mask, (4,) crop cxcywh) of one crop."""
+        beta = rng.uniform(max(0.0, 1.0 - self.brightness), 1.0 + self.brightness) if self.brightness else 1.0
+        flip = rng.random() < self.hflip_prob
+        box = torch.as_tensor(box_cxcywh, dtype=torch.float32)
+        if flip:
+            crop, pad_mask, box = cv2.flip(crop, 1), pad_mask[:, ::-1], hflip_crop_box_cxcywh(box)
+        image = normalize_image(crop, self.mean, self.std, brightness=beta)
+        return image, torch.from_numpy(np.ascontiguousarray(pad_mask)), box
+
+
+def _map_unique(frames: list[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+    """Apply ``fn`` once per distinct frame object (a frame drawn twice is transformed once)."""
+    done: dict[int, np.ndarray] = {}
+    out = []
+    for frame in frames:
+        if id(frame) not in done:
+            done[id(frame)] = fn(frame)
+        out.append(done[id(frame)])
+    return out

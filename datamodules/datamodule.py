@@ -1,0 +1,194 @@
+"""TrackingDataModule: the training/validation pair pipeline and the evaluation sequences.
+
+Defaults are the OSTrack-256 recipe (spec tracking_ecosystem §3.8): template 128 @ 2.0 without
+jitter, search 256 @ 4.0 with centre/scale jitter 3 / 0.25, max gap 200, 60k samples per epoch
+(global, split across DDP ranks), grayscale 0.05, flips 0.5, brightness 0.2. A config overrides
+any of them (LightningCLI ``data.init_args.*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from collections.abc import Sequence
+
+import cv2
+import lightning as L
+from torch.utils.data import DataLoader
+
+from datamodules.augmentation import CropAugmentation, JointAugmentation
+from datamodules.processing import CropSettings, PairProcessor
+from datamodules.readers import SequenceReader, build_reader, require_root
+from datamodules.sampler import CausalPairSampler, EpochShardSampler, PairDataset
+from datamodules.sequences import EvalSequenceDataset, RankStridedSampler, identity_collate
+
+TRAIN_STREAM, VAL_STREAM = 0, 1
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One training/validation dataset: reader ``type`` (lasot | synthtrack), its root, split and sampling ratio."""
+
+    type: str = "synthtrack"
+    root: str = "data/synthtrack"
+    split: str | None = "train"
+    ratio: float = 1.0
+    split_file: str | None = None
+
+
+@dataclass(frozen=True)
+class TemplateCrop(CropSettings):
+    """Template crop settings plus the number of templates per sample (index 0 = latest)."""
+
+    number: int = 1
+
+
+@dataclass(frozen=True)
+class TestBenchmark:
+    """The evaluation benchmark: reader type, root, split, and optionally only its first sequences."""
+
+    type: str = "synthtrack"
+    root: str = "data/synthtrack"
+    split: str | None = "test"
+    max_sequences: int | None = None
+    split_file: str | None = None
+
+
+OSTRACK_256_TEMPLATE = TemplateCrop(size=128, factor=2.0)
+OSTRACK_256_SEARCH = CropSettings(size=256, factor=4.0, center_jitter=3.0, scale_jitter=0.25)
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(1)  # workers already run in parallel; OpenCV threads would oversubscribe the CPU
+
+
+class TrackingDataModule(L.LightningDataModule):
+    """Training pairs as ``TrackingBatch`` dicts; test items are whole ``EvalSequence``s (batch_size=None)."""
+
+    def __init__(
+        self,
+        datasets: Sequence[DatasetSpec] = (DatasetSpec(),),
+        val_datasets: Sequence[DatasetSpec] | None = None,
+        test: TestBenchmark | None = None,
+        template: TemplateCrop = OSTRACK_256_TEMPLATE,
+        search: CropSettings = OSTRACK_256_SEARCH,
+        max_gap: int = 200,
+        samples_per_epoch: int = 60_000,
+        val_samples_per_epoch: int = 10_000,
+        batch_size: int = 32,
+        num_workers: int = 8,
+        seed: int = 0,
+        grayscale_prob: float = 0.05,
+        joint_flip_prob: float = 0.5,
+        brightness: float = 0.2,
+        crop_flip_prob: float = 0.5,
+        mask_stride: int = 16,
+        max_redraws: int = 100,
+        pin_memory: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.datasets = [_as_spec(d, DatasetSpec) for d in datasets]
+        self.val_datasets = None if val_datasets is None else [_as_spec(d, DatasetSpec) for d in val_datasets]
+        self.test = None if test is None else _as_spec(test, TestBenchmark)
+        self.template = _as_spec(template, TemplateCrop)
+        self.search = _as_spec(search, CropSettings)
+        if not self.datasets:
+            raise ValueError("data.init_args.datasets is empty: list at least one training dataset")
+        if self.template.number < 1:
+            raise ValueError(f"data.init_args.template.number must be >= 1 (got {self.template.number})")
+        self.max_gap, self.seed = max_gap, seed
+        self.samples_per_epoch, self.val_samples_per_epoch = samples_per_epoch, val_samples_per_epoch
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.max_redraws, self.mask_stride = max_redraws, mask_stride
+        self.joint = JointAugmentation(grayscale_prob=grayscale_prob, hflip_prob=joint_flip_prob)
+        self.train_crop_aug = CropAugmentation(brightness=brightness, hflip_prob=crop_flip_prob)
+        self.val_crop_aug = CropAugmentation(brightness=0.0, hflip_prob=0.0)
+        self.train_set: PairDataset | None = None
+        self.val_set: PairDataset | None = None
+        self.test_set: EvalSequenceDataset | None = None
+
+    # ---------------------------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        """Build readers (a missing root fails here, naming its config key), samplers and datasets."""
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._pair_dataset(self.datasets, "datasets", self.samples_per_epoch,
+                                                TRAIN_STREAM, self.train_crop_aug)
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            specs, key = (self.datasets, "datasets")
+            if self.val_datasets is not None:
+                specs, key = self.val_datasets, "val_datasets"
+            self.val_set = self._pair_dataset(specs, key, self.val_samples_per_epoch, VAL_STREAM, self.val_crop_aug)
+        if stage in ("test", "predict") and self.test_set is None:
+            if self.test is None:
+                raise ValueError("no test benchmark configured: set data.init_args.test (type, root, split)")
+            reader = build_reader(self.test.type, self.test.root, self.test.split, self.test.split_file,
+                                  config_key="data.init_args.test.root")
+            self.test_set = EvalSequenceDataset(reader, self.test.max_sequences)
+
+    def check_roots(self, stage: str) -> None:
+        """Fail before any worker or DDP process starts when a root the ``stage`` needs is missing."""
+        groups: list[tuple[str, Sequence[DatasetSpec] | Sequence[TestBenchmark]]] = []
+        if stage == "fit":
+            groups.append(("datasets", self.datasets))
+        if stage in ("fit", "validate") and self.val_datasets is not None:
+            groups.append(("val_datasets", self.val_datasets))
+        if stage == "validate" and self.val_datasets is None:
+            groups.append(("datasets", self.datasets))
+        for key, specs in groups:
+            for i, spec in enumerate(specs):
+                require_root(spec.root, f"data.init_args.{key}[{i}].root")
+        if stage in ("test", "predict") and self.test is not None:
+            require_root(self.test.root, "data.init_args.test.root")
+
+    def _readers(self, specs: Sequence[DatasetSpec], key: str) -> list[SequenceReader]:
+        return [build_reader(s.type, s.root, s.split, s.split_file, config_key=f"data.init_args.{key}[{i}].root")
+                for i, s in enumerate(specs)]
+
+    def _pair_dataset(self, specs: Sequence[DatasetSpec], key: str, samples: int, stream: int,
+                      crop_aug: CropAugmentation) -> PairDataset:
+        sampler = CausalPairSampler(self._readers(specs, key), ratios=[s.ratio for s in specs],
+                                    num_templates=self.template.number, num_search=1, max_gap=self.max_gap)
+        processor = PairProcessor(self.template, self.search, self.joint, crop_aug, self.mask_stride)
+        return PairDataset(sampler, processor, samples, seed=self.seed, stream=stream, max_redraws=self.max_redraws)
+
+    # ---------------------------------------------------------------------------------- loaders
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
+    def _pair_loader(self, dataset: PairDataset | None, fixed_epoch: int | None) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError("TrackingDataModule.setup() must run before asking for a data loader")
+        rank, world = self._rank_world()
+        sampler = EpochShardSampler(len(dataset), num_replicas=world, rank=rank, fixed_epoch=fixed_epoch)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0, worker_init_fn=_worker_init)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._pair_loader(self.train_set, fixed_epoch=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._pair_loader(self.val_set, fixed_epoch=0)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_set is None:
+            raise RuntimeError("TrackingDataModule.setup('test') must run before asking for the test loader")
+        rank, world = self._rank_world()
+        return DataLoader(self.test_set, batch_size=None, sampler=RankStridedSampler(len(self.test_set), world, rank),
+                          collate_fn=identity_collate, num_workers=0)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+
+def _as_spec(value: object, cls: type):  # noqa: ANN202 - returns an instance of ``cls``
+    """Accept a dataclass instance or a plain dict (YAML / Python callers) for a spec argument."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}: use {[f.name for f in fields(cls)]}")
+        return cls(**value)
+    raise TypeError(f"expected {cls.__name__} or a dict of its fields, got {type(value).__name__}")

@@ -1,0 +1,95 @@
+"""`lightning benchmark model|data`: speed figures as tables, JSON and ratios measured in one run.
+
+    lightning benchmark model --config configs/ostrack_256.yaml
+    lightning benchmark model --compare configs/ostrack_256.yaml configs/mixformerv2_b.yaml
+    lightning benchmark model --compare configs/a.yaml,configs/presets/cpu_smoke.yaml ...   (comma = composed)
+    lightning benchmark data --config configs/mixformerv2_b.yaml --config configs/presets/cpu_smoke.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_app.config_loading import build_model_from_configs
+from trackers.errors import SetupError
+from trackers.evaluation.speed import SpeedReport, speed_report
+from trackers.inference.online import CropTracker
+
+
+def _per_frame_call(module, device: torch.device):
+    """The network call a tracker makes per frame (template work cached at initialisation)."""
+    tracker = module.build_tracker()
+    if not isinstance(tracker, CropTracker):
+        raise SetupError(f"{type(module).__name__} has no network to benchmark")
+    tracker.network.to(device).eval()
+    tracker.device = device
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8)
+    tracker.initialize(frame, np.array([280.0, 200.0, 80.0, 60.0]))
+    search = torch.randn(1, 3, tracker.search_size, tracker.search_size, device=device)
+    return tracker.network, (lambda: tracker.predict(search))
+
+
+def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int, iters: int) -> list[SpeedReport]:
+    reports = []
+    for configs in entries:
+        module = build_model_from_configs(configs)
+        network, call = _per_frame_call(module, device)
+        name = " + ".join(Path(c).stem for c in configs)
+        reports.append(speed_report(name, network, call, device, warmup, iters))
+    return reports
+
+
+def format_table(reports: list[SpeedReport]) -> str:
+    ref = reports[0]
+    header = f"{'model':<40} {'params(M)':>10} {'GMACs':>8} {'GFLOPs':>8} {'median ms':>10} {'p90 ms':>8} {'FPS':>8} {'speed-up':>9}"
+    rows = [header, "-" * len(header)]
+    for r in reports:
+        rows.append(
+            f"{r.name:<40} {r.params_m:>10.3f} {r.gmacs:>8.2f} {r.gflops:>8.2f} {r.latency_ms_median:>10.2f}"
+            f" {r.latency_ms_p90:>8.2f} {r.fps:>8.1f} {ref.latency_ms_median / r.latency_ms_median:>8.2f}x"
+        )
+    if len(reports) > 1:
+        rows.append(f"ratios are against '{ref.name}', measured in this run on {ref.device}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lightning benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    model = sub.add_parser("model", help="params, GFLOPs and batch-1 latency of the per-frame network call")
+    model.add_argument("--config", action="append", default=[], help="experiment YAML (repeat to compose)")
+    model.add_argument("--compare", nargs="+", default=[], help="more configs side by side (a,b = composed)")
+    model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    model.add_argument("--warmup", type=int, default=20)
+    model.add_argument("--iters", type=int, default=100)
+    model.add_argument("--json", type=Path, help="write the reports as JSON here")
+    data = sub.add_parser("data", help="samples/s per worker of the data pipeline vs a straightforward reference")
+    data.add_argument("--config", action="append", default=[], required=True)
+    data.add_argument("--samples", type=int, default=200)
+    data.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.what == "data":
+        from datamodules.benchmark import run_data_benchmark
+
+        result = run_data_benchmark(args.config, num_samples=args.samples)
+        print(result.table())
+        if args.json:
+            args.json.write_text(json.dumps(result.as_dict(), indent=2))
+        return 0
+
+    entries = ([args.config] if args.config else []) + [c.split(",") for c in args.compare]
+    if not entries:
+        parser.error("give --config and/or --compare")
+    reports = benchmark_model(entries, torch.device(args.device), args.warmup, args.iters)
+    print(format_table(reports))
+    if args.json:
+        args.json.write_text(json.dumps([r.as_dict() for r in reports], indent=2))
+    return 0

@@ -1,0 +1,130 @@
+"""TrackingDataModule: TrackingBatch layout, val/test loaders, DDP sequence split, config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.datamodule import TrackingDataModule
+from datamodules.readers import DatasetRootError
+from datamodules.sequences import EvalSequence, RankStridedSampler
+from datamodules.synthtrack import write_synthtrack
+from trackers.types import TrackingBatch
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthtrack(tmp_path_factory.mktemp("synth_dm"), num_train=3, num_test=3, length=24,
+                            image_size=(96, 72), seed=1)
+
+
+def _module(root: Path, **overrides) -> TrackingDataModule:  # noqa: ANN003
+    args = dict(
+        datasets=[{"type": "synthtrack", "root": str(root), "split": "train"}],
+        val_datasets=[{"type": "synthtrack", "root": str(root), "split": "test"}],
+        test={"type": "synthtrack", "root": str(root), "split": "test"},
+        template={"size": 32, "factor": 2.0, "number": 2},
+        search={"size": 64, "factor": 4.0, "center_jitter": 3.0, "scale_jitter": 0.25},
+        samples_per_epoch=12, val_samples_per_epoch=8, batch_size=4, num_workers=0, pin_memory=False,
+    )
+    args.update(overrides)
+    return TrackingDataModule(**args)
+
+
+def test_train_batch_is_a_tracking_batch(synth_root: Path) -> None:
+    dm = _module(synth_root)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader) == 3
+    batch = batches[0]
+    assert set(batch) == set(TrackingBatch.__annotations__)
+    expected = {
+        "template": ((4, 2, 3, 32, 32), torch.float32),
+        "template_box": ((4, 2, 4), torch.float32),
+        "template_mask": ((4, 2, 32, 32), torch.bool),
+        "search": ((4, 3, 64, 64), torch.float32),
+        "search_box": ((4, 4), torch.float32),
+        "search_mask": ((4, 64, 64), torch.bool),
+        "search_visible": ((4,), torch.bool),
+    }
+    for key, (shape, dtype) in expected.items():
+        assert tuple(batch[key].shape) == shape and batch[key].dtype == dtype, key
+    assert batch["dataset"] == ["synthtrack"] * 4
+    assert batch["search_visible"].all()
+    assert batch["search"].abs().max() < 3.0  # ImageNet-normalised, not raw pixels
+
+
+def test_train_epochs_differ_and_val_is_fixed(synth_root: Path) -> None:
+    dm = _module(synth_root)
+    dm.setup("fit")
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    first = next(iter(train))["search"]
+    train.sampler.set_epoch(1)
+    assert not torch.equal(first, next(iter(train))["search"])
+    val_first = next(iter(val))["search"]
+    val.sampler.set_epoch(3)
+    assert torch.equal(val_first, next(iter(val))["search"])
+
+
+def test_defaults_follow_ostrack_256() -> None:
+    dm = TrackingDataModule()
+    template, search = dm.template, dm.search
+    assert (template.size, template.factor, template.center_jitter, template.scale_jitter) == (128, 2.0, 0, 0)
+    assert (search.size, search.factor, search.center_jitter, search.scale_jitter) == (256, 4.0, 3.0, 0.25)
+    assert (dm.max_gap, dm.samples_per_epoch, dm.val_samples_per_epoch) == (200, 60_000, 10_000)
+    assert (dm.joint.grayscale_prob, dm.joint.hflip_prob) == (0.05, 0.5)
+    assert (dm.train_crop_aug.brightness, dm.train_crop_aug.hflip_prob) == (0.2, 0.5)
+
+
+def test_test_loader_yields_whole_sequences(synth_root: Path) -> None:
+    dm = _module(synth_root, test={"type": "synthtrack", "root": str(synth_root), "max_sequences": 2})
+    dm.setup("test")
+    items = list(dm.test_dataloader())
+    assert len(items) == 2 and all(isinstance(s, EvalSequence) for s in items)
+    seq = items[0]
+    assert len(seq) == 24 and seq.gt_boxes.shape == (24, 4) and seq.gt_boxes.dtype == np.float64
+    assert seq.visible.dtype == bool and seq.image_size == (96, 72)
+    frame = seq.load_frame(5)
+    assert frame.shape == (72, 96, 3) and frame.dtype == np.uint8
+    expected = (synth_root / "test_split.txt").read_text().split()[:2]
+    assert [s.name for s in items] == expected
+
+
+def test_sequences_split_across_ranks_without_duplicates() -> None:
+    shards = [list(RankStridedSampler(7, num_replicas=3, rank=r)) for r in range(3)]
+    assert sorted(sum(shards, [])) == list(range(7))
+    assert [len(s) for s in shards] == [3, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"datasets": [{"type": "synthtrack", "root": "ROOT"}, {"type": "lasot", "root": "/no/lasot"}]},
+         "data.init_args.datasets[1].root"),
+        ({"val_datasets": [{"type": "synthtrack", "root": "/no/val"}]}, "data.init_args.val_datasets[0].root"),
+    ],
+)
+def test_missing_root_names_the_config_key(synth_root: Path, override: dict, key: str) -> None:
+    for spec in override.get("datasets", []):
+        spec["root"] = spec["root"].replace("ROOT", str(synth_root))
+    dm = _module(synth_root, **override)
+    with pytest.raises(DatasetRootError) as err:
+        dm.setup("fit")
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_test_root_names_the_config_key(synth_root: Path) -> None:
+    dm = _module(synth_root, test={"type": "synthtrack", "root": "/no/bench"})
+    with pytest.raises(DatasetRootError, match=r"/no/bench.*data\.init_args\.test\.root"):
+        dm.setup("test")
+
+
+def test_bad_spec_keys_are_named(synth_root: Path) -> None:
+    with pytest.raises(ValueError, match="unknown DatasetSpec keys \\['rooot'\\]"):
+        _module(synth_root, datasets=[{"type": "synthtrack", "rooot": "x"}])
+    with pytest.raises(ValueError, match=r"unknown dataset type 'vot'.*datasets\[0\]\.type"):
+        _module(synth_root, datasets=[{"type": "vot", "root": str(synth_root)}]).setup("fit")

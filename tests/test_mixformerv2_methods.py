@@ -1,0 +1,287 @@
+"""MixFormerV2 methods: stage-1 / stage-2 / score-head steps, checkpoint chaining, the cached tracker, the pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from callbacks.layer_decay import LayerDecay
+from lightning_app.commands.pipeline import Chain, Stage, load_chain, run_chain
+from trackers.errors import SetupError
+from trackers.inference.mixformerv2_tracker import MixFormerTrackerConfig
+from trackers.methods.distillation import FeaturePairs
+from trackers.methods.mixformerv2 import (
+    DeepToShallowDistillation,
+    DenseToSparseDistillation,
+    DistillLossWeights,
+    ScoreHeadTraining,
+)
+from trackers.models.mixformerv2 import MixFormerV2
+from trackers.models.mixvit import MixViT
+from trackers.nn.pos_embed import sincos_2d_table
+
+TINY = dict(embed_dim=32, num_heads=2, template_size=32, search_size=64, drop_path_rate=0.0)
+BINS = 16  # = 64 / stride 4, the tiny MixViT's corner-map side
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_v2(depth: int = 4, **kw) -> MixFormerV2:
+    return MixFormerV2(**{**TINY, "depth": depth, "num_bins": BINS, "score_head": False, **kw})
+
+
+def saved(module: torch.nn.Module, path: Path) -> str:
+    torch.save(module.state_dict(), path)
+    return str(path)
+
+
+def tiny_batch(b: int = 2, t: int = 32, s: int = 64, visible: list[bool] | None = None) -> dict:
+    g = torch.Generator().manual_seed(0)
+    centre = 0.4 + 0.2 * torch.rand(b, 2, generator=g)
+    size = 0.2 + 0.2 * torch.rand(b, 2, generator=g)
+    return {
+        "template": torch.randn(b, 2, 3, t, t, generator=g),
+        "template_box": torch.tensor([0.5, 0.5, 0.5, 0.5]).expand(b, 2, 4).clone(),
+        "search": torch.randn(b, 3, s, s, generator=g),
+        "search_box": torch.cat([centre, size], dim=1),
+        "search_visible": torch.tensor(visible if visible is not None else [True] * b),
+    }
+
+
+def stage2_module(tmp_path: Path, depth: int = 4, pairs=([1, 3], [1, 3]), **kw) -> DeepToShallowDistillation:
+    teacher_ckpt = saved(tiny_v2(depth), tmp_path / "teacher.pt")
+    return DeepToShallowDistillation(
+        tiny_v2(depth), teacher_checkpoint=teacher_ckpt, feature_pairs=FeaturePairs(*map(list, pairs)), **kw
+    )
+
+
+def grads_only_in_student(module: torch.nn.Module) -> None:
+    teacher = [n for n, p in module.teacher.named_parameters() if p.grad is not None]
+    student = [n for n, p in module.network.named_parameters() if p.grad is not None]
+    assert not teacher, f"teacher got gradients: {teacher[:3]}"
+    assert student
+
+
+# --------------------------------------------------------------------------------- stage 1
+
+
+def test_stage1_step_finite_losses_gradients_only_in_student(tmp_path):
+    teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
+    module = DenseToSparseDistillation(
+        tiny_v2(4), teacher, teacher_checkpoint=saved(teacher, tmp_path / "mixvit.pt"),
+        loss_weights=DistillLossWeights(feature=0.0),
+    )  # fmt: skip
+    batch = tiny_batch()
+    losses = module.compute_losses(batch)
+    assert {"ciou", "l1", "logit", "total"} <= set(losses) and "feature" not in losses
+    assert all(torch.isfinite(v) for v in losses.values())
+    expected = 2 * losses["ciou"] + 5 * losses["l1"] + 5 * losses["logit"]
+    torch.testing.assert_close(losses["total"], expected)
+    losses["total"].backward()
+    grads_only_in_student(module)
+    assert module.network.backbone.reg_tokens.grad is not None
+
+
+def test_stage1_rejects_bins_that_do_not_match_the_teacher_map(tmp_path):
+    teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
+    with pytest.raises(SetupError, match="num_bins"):
+        DenseToSparseDistillation(
+            tiny_v2(2, num_bins=BINS + 1), teacher, teacher_checkpoint=saved(teacher, tmp_path / "t.pt")
+        )
+
+
+def test_missing_teacher_checkpoint_names_key_and_producing_stage(tmp_path):
+    with pytest.raises(SetupError, match=r"model\.init_args\.teacher_checkpoint.*mixformerv2_b_stage1\.yaml"):
+        DeepToShallowDistillation(tiny_v2(4))
+    with pytest.raises(SetupError, match=r"model\.init_args\.teacher_checkpoint.*does not exist"):
+        DeepToShallowDistillation(tiny_v2(4), teacher_checkpoint=str(tmp_path / "nope.ckpt"))
+
+
+# --------------------------------------------------------------------------------- stage 2
+
+
+def test_stage2_student_starts_as_copy_of_teacher(tmp_path):
+    module = stage2_module(tmp_path)
+    teacher, student = module.teacher.state_dict(), module.network.state_dict()
+    assert teacher.keys() == student.keys()
+    assert all(torch.equal(teacher[k], student[k]) for k in teacher)
+
+
+def test_stage2_step_with_fading_blocks(tmp_path):
+    module = stage2_module(tmp_path)
+    LayerDecay(blocks=[0, 2], decay_epochs=4).setup(None, module, "fit")  # freezes the fading blocks
+    module.layer_gamma = {0: 0.5, 2: 0.5}
+    losses = module.compute_losses(tiny_batch())
+    assert {"ciou", "l1", "logit", "feature", "total"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    grads_only_in_student(module)
+    blocks = module.network.backbone.blocks
+    assert all(p.grad is None for i in (0, 2) for p in blocks[i].parameters())
+    assert all(p.grad is not None for i in (1, 3) for p in blocks[i].parameters())
+    # a copy of the teacher at gamma = 1 has nothing to learn from the teacher
+    module.layer_gamma = {}
+    again = module.compute_losses(tiny_batch())
+    assert float(again["feature"].detach()) < 1e-10 and float(again["logit"].detach()) < 1e-5
+
+
+@pytest.mark.parametrize("gamma_mode", ["branch", "block"])
+def test_pruned_student_equals_gamma_zero_student(tmp_path, gamma_mode):
+    teacher_ckpt = saved(tiny_v2(4, gamma_mode=gamma_mode), tmp_path / "t.pt")
+    module = DeepToShallowDistillation(
+        tiny_v2(4, gamma_mode=gamma_mode), teacher_checkpoint=teacher_ckpt, feature_pairs=FeaturePairs([1, 3], [1, 3])
+    )
+    module.eval()
+    batch = tiny_batch()
+    module.layer_gamma = {0: 0.0, 2: 0.0}
+    faded = module(batch)
+    module.prune_blocks([0, 2])
+    assert module.network.backbone.depth == 2
+    assert module.feature_pairs == FeaturePairs([0, 1], [1, 3])
+    pruned = module(batch)
+    torch.testing.assert_close(pruned.boxes, faded.boxes, rtol=0, atol=1e-6)
+    for side in "lrtb":
+        torch.testing.assert_close(pruned.aux[f"prob_{side}"], faded.aux[f"prob_{side}"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(pruned.features[0], faded.features[1], rtol=0, atol=1e-5)
+
+
+def test_checkpoint_after_pruning_restores_into_a_fresh_module(tmp_path):
+    module = stage2_module(tmp_path)
+    module.prune_blocks([0, 2])
+    checkpoint = {"state_dict": {k: v for k, v in module.state_dict().items() if not k.startswith("teacher.")}}
+    module.on_save_checkpoint(checkpoint)
+    fresh = stage2_module(tmp_path)
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"], strict=True)
+    assert fresh.network.backbone.depth == 2 and fresh.feature_pairs == module.feature_pairs
+
+
+def test_mlp_reduction_slices_teacher_mlps_and_regenerates_tables(tmp_path):
+    teacher = tiny_v2(2, mlp_ratio=4.0)
+    student_net = tiny_v2(2, mlp_ratio=1.0, template_size=16, search_size=48, num_bins=BINS)
+    module = DeepToShallowDistillation(
+        student_net,
+        tiny_v2(2, mlp_ratio=4.0, template_size=16, search_size=48),
+        teacher_checkpoint=saved(teacher, tmp_path / "t.pt"),
+        init_reduce_mlp=True,
+        feature_pairs=FeaturePairs([0, 1], [0, 1]),
+    )
+    hidden = 32
+    for tb, sb in zip(teacher.backbone.blocks, module.network.backbone.blocks):
+        assert sb.mlp.fc1.weight.shape == (hidden, 32)
+        assert torch.equal(sb.mlp.fc1.weight, tb.mlp.fc1.weight[:hidden])
+        assert torch.equal(sb.mlp.fc1.bias, tb.mlp.fc1.bias[:hidden])
+        assert torch.equal(sb.mlp.fc2.weight, tb.mlp.fc2.weight[:, :hidden])
+        assert torch.equal(sb.mlp.fc2.bias, tb.mlp.fc2.bias)
+        assert torch.equal(sb.attn.qkv.weight, tb.attn.qkv.weight)
+    assert torch.equal(module.network.backbone.pos_embed_s, sincos_2d_table((3, 3), 32))
+    losses = module.compute_losses(tiny_batch(t=16, s=48))
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+# --------------------------------------------------------------------------------- score head
+
+
+def test_score_stage_trains_only_the_score_head(tmp_path):
+    distilled = tiny_v2(2)  # no score head in the checkpoint: it starts at its init
+    module = ScoreHeadTraining(tiny_v2(2, score_head=True), init_checkpoint=saved(distilled, tmp_path / "d.pt"))
+    for name, value in distilled.state_dict().items():
+        assert torch.equal(module.network.state_dict()[name], value)
+    assert {n for n, p in module.network.named_parameters() if p.requires_grad} == {
+        n for n, _ in module.network.named_parameters() if n.startswith("score_head.")
+    }
+    losses = module.compute_losses(tiny_batch(b=4, visible=[True, False, True, False]))
+    assert torch.isfinite(losses["score"])
+    losses["total"].backward()
+    assert all((p.grad is not None) == n.startswith("score_head.") for n, p in module.network.named_parameters())
+    optimizer = module.configure_optimizers()["optimizer"]
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == {id(p) for p in module.network.score_head.parameters()}
+
+
+def test_score_stage_requires_init_checkpoint():
+    with pytest.raises(SetupError, match=r"model\.init_args\.init_checkpoint.*mixformerv2_b\.yaml"):
+        ScoreHeadTraining(tiny_v2(2, score_head=True))
+
+
+# --------------------------------------------------------------------------------- tracker
+
+
+def _frames(n: int = 9, size: tuple[int, int] = (96, 128)) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(n):
+        frame = rng.integers(0, 60, size=(*size, 3), dtype=np.uint8)
+        x, y = 30 + 3 * i, 30 + 2 * i
+        frame[y : y + 20, x : x + 24] = (220, 80, 40)
+        frames.append(frame)
+    return frames
+
+
+def _track(network: MixFormerV2, cache: bool, frames: list[np.ndarray]) -> tuple[np.ndarray, list]:
+    config = MixFormerTrackerConfig(
+        template_size=32, search_size=64, search_factor=4.0, update_interval=3, update_intervals={},
+        score_threshold=0.0, use_template_cache=cache,
+    )  # fmt: skip
+    tracker = config.build(network)
+    tracker.initialize(frames[0], np.array([30.0, 30.0, 24.0, 20.0]))
+    results = [tracker.track(f) for f in frames[1:]]
+    return np.stack([r.box for r in results]), [tracker.online_template is tracker.initial_template]
+
+
+def test_cached_template_tracker_matches_full_forward():
+    torch.manual_seed(0)
+    network = tiny_v2(3, score_head=True).eval()
+    frames = _frames()
+    cached, (cached_initial,) = _track(network, True, frames)
+    full, (full_initial,) = _track(network, False, frames)
+    np.testing.assert_allclose(cached, full, rtol=0, atol=1e-4)
+    assert not cached_initial and not full_initial  # the online template was updated along the way
+    assert np.ptp(cached[:, 0]) > 0  # the boxes are not all the same
+
+
+# --------------------------------------------------------------------------------- pipeline
+
+
+def test_pipeline_chains_checkpoints_and_reuses_finished_stages(tmp_path):
+    chain = Chain(
+        "toy",
+        tmp_path / "root",
+        (
+            Stage("a", "a.yaml"),
+            Stage("b", "b.yaml", {"model.init_args.teacher_checkpoint": "a"}),
+            Stage("c", "c.yaml", {"model.init_args.init_checkpoint": "b"}),
+        ),
+    )
+    official = tmp_path / "official.pth.tar"
+    official.write_bytes(b"x")
+    calls = []
+
+    def runner(cmd: list[str]) -> int:
+        calls.append(cmd)
+        out = next(a.split("=", 1)[1] for a in cmd if a.startswith("--trainer.callbacks.path="))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_bytes(b"ckpt")
+        return 0
+
+    outputs = run_chain(chain, extra_configs=["smoke.yaml"], use={"a": str(official)}, runner=runner)
+    assert [c[c.index("--config") + 1] for c in calls] == ["b.yaml", "c.yaml"]
+    assert f"--model.init_args.teacher_checkpoint={official}" in calls[0]
+    assert f"--model.init_args.init_checkpoint={outputs['b']}" in calls[1]
+    assert all("smoke.yaml" in c for c in calls)
+    assert json.loads((tmp_path / "root" / "b" / "stage.json").read_text())["checkpoint"] == outputs["b"]
+    calls.clear()
+    assert run_chain(chain, extra_configs=["smoke.yaml"], use={"a": str(official)}, runner=runner) == outputs
+    assert calls == []  # finished stages are reused
+    with pytest.raises(SetupError, match="other configs"):
+        run_chain(chain, use={"a": str(official)}, runner=runner)
+
+
+@pytest.mark.parametrize("name", ["mixformerv2_b", "mixformerv2_s"])
+def test_shipped_chains_name_existing_configs(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    chain = load_chain(name)
+    assert all((REPO / stage.config).is_file() for stage in chain.stages)

@@ -1,0 +1,56 @@
+"""Parity with the official implementations: every fixture under <fixtures>/parity with a meta.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import fixtures_root
+from trackers.models import registry
+from trackers.models.checkpoints import load_checkpoint
+
+
+def _fixture_dirs() -> list[Path]:
+    root = fixtures_root() / "parity"
+    return sorted(d for d in root.iterdir() if (d / "meta.json").is_file()) if root.is_dir() else []
+
+
+@pytest.fixture(autouse=True)
+def _exact_float32():
+    """Fixtures were produced in float32 without TF32."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def test_parity_fixtures_exist():
+    assert _fixture_dirs(), f"no parity fixtures found under {fixtures_root() / 'parity'}; set DISTILTRACK_FIXTURES"
+
+
+@pytest.mark.parametrize("fixture", _fixture_dirs(), ids=lambda d: d.name)
+def test_parity(fixture: Path):
+    meta = json.loads((fixture / "meta.json").read_text())
+    if registry.get_family(meta["family"]) is None:
+        pytest.skip(f"family {meta['family']!r} has no registered builder yet")
+    model = registry.build_from_fixture_meta(meta)
+    load_checkpoint(model, fixture / meta["checkpoint"]["file"], family=meta["family"])
+    model.eval()
+    inputs = torch.load(fixture / "inputs.pt", map_location="cpu", weights_only=True)
+    expected = torch.load(fixture / "outputs.pt", map_location="cpu", weights_only=True)
+    with torch.no_grad():
+        got = registry.parity_outputs(model, meta, inputs)
+
+    for key, spec in meta["outputs"].items():
+        assert key in got, f"{fixture.name}: model produced no {key!r}"
+        if spec["compare"] == "set_per_row":
+            assert got[key].shape == expected[key].shape, f"{fixture.name}/{key}: {tuple(got[key].shape)}"
+            for row, (a, b) in enumerate(zip(got[key], expected[key])):
+                assert set(a.tolist()) == set(b.tolist()), f"{fixture.name}/{key}: row {row} differs"
+        else:
+            torch.testing.assert_close(
+                got[key].float(), expected[key], atol=spec["atol"], rtol=spec["rtol"], msg=lambda m: f"{fixture.name}/{key}: {m}"
+            )

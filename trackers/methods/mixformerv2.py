@@ -1,0 +1,435 @@
+"""MixFormerV2: distillation-based model reduction (spec mixformerv2.md §3-§5).
+
+1. Dense-to-sparse distillation (``DenseToSparseDistillation``). A 12-layer MixFormerV2 student
+   with four prediction tokens learns from a frozen dense MixViT teacher. The teacher's corner maps
+   are marginalised into four 1-D side distributions (left/top from the top-left map, right/bottom
+   from the bottom-right map), which the student's per-side bin logits imitate with a forward KL;
+   GT boxes add CIoU and L1: ``L = ciou·CIoU + l1·L1 + logit·KL``. No feature loss in stage 1.
+
+2. Deep-to-shallow distillation (``DeepToShallowDistillation``). The student starts as a copy of
+   its teacher (the stage-1 model). Progressive model depth pruning (``callbacks.layer_decay``)
+   fades the chosen blocks out with a cosine residual scale gamma and then removes them, so the
+   run continues with the shallower network. Besides the logit KL the student's block outputs
+   imitate the teacher's (feature mimicking, pairs renumbered with the pruning):
+   ``L = ciou·CIoU + l1·L1 + logit·KL + feature·MSE``. MixFormerV2-S follows the same recipe
+   twice more: 8 -> 4 layers with the 8-layer model as intermediate teacher, then MLP reduction,
+   where each student MLP starts as the leading slice of its teacher's (``init_reduce_mlp``),
+   optionally at a new input size (sin-cos tables are regenerated, never loaded).
+
+3. Score head (``ScoreHeadTraining``). Everything but the score head is frozen; on positive and
+   negative search crops the head learns the target's presence with a BCE loss.
+
+Official code vs paper (the default is the code; the config switches give the paper):
+KL weight 5 with the KL averaged over the 4 sides (paper lambda 1) -> ``loss_weights.logit``;
+gamma on each residual branch vs the whole block -> ``network.init_args.gamma_mode``; frozen
+fading blocks, schedule, single run -> ``LayerDecay`` arguments; score head MLP-then-mean vs
+mean-then-MLP -> ``network.init_args.score_reduction``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from trackers.errors import SetupError
+from trackers.inference.mixformerv2_tracker import MixFormerTracker, MixFormerTrackerConfig
+from trackers.methods.base import TrackingModule
+from trackers.methods.distillation import DistillationModule, FeaturePairs, require_checkpoint
+from trackers.methods.mixvit import (
+    BoxLossWeights,
+    build_mixformer_tracker,
+    check_template_number,
+    mixformer_templates,
+    weighted_box_losses,
+)
+from trackers.methods.optim import OptimizerConfig, build_optimizer
+from trackers.models.checkpoints import load_checkpoint, load_strict, read_checkpoint
+from trackers.models.mixformerv2 import (
+    MixFormerV2,
+    convert_official_state_dict,
+    prune_blocks_state_dict,
+    reduce_mlp_state_dict,
+    refresh_position_tables,
+)
+from trackers.models.mixvit import MixViT
+from trackers.nn.heads.corner import corner_marginals
+from trackers.nn.heads.distribution import SIDES
+from trackers.nn.losses import box_regression_losses, distribution_kl_loss
+from trackers.nn.pretrained import load_mae_into
+from trackers.types import TrackerOutput, TrackingBatch
+
+SCORE_HEAD_PREFIX = "score_head."
+INIT_CHECKPOINT_KEY = "model.init_args.init_checkpoint"
+
+
+@dataclass
+class DistillLossWeights(BoxLossWeights):
+    """Official stage-1/2 weights: CIoU 2, L1 5, logit KL 5 (paper: 1), feature MSE 0.2 (stage 1: 0)."""
+
+    logit: float = 5.0
+    feature: float = 0.2
+
+
+@dataclass
+class ScoreLossWeights:
+    score: float = 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints along the chain
+# ---------------------------------------------------------------------------------------------
+
+
+def load_mixformerv2_weights(
+    network: MixFormerV2, path: str, prune_blocks: Sequence[int] = (), reduce_mlp: bool = False
+) -> None:
+    """Load a MixFormerV2 checkpoint of any stage (official ``.pth.tar`` or ``.ckpt``) into ``network``, strictly.
+
+    ``prune_blocks``: drop these blocks of the checkpoint and renumber the rest (a pruning run that
+    ended with its faded blocks still in). ``reduce_mlp``: keep the leading MLP units that fit the
+    network (MLP reduction). The fixed sin-cos tables always come from ``network`` (its input size);
+    a score head is dropped when ``network`` has none and kept at its init when the checkpoint has none.
+    """
+    state = convert_official_state_dict(read_checkpoint(path))
+    if prune_blocks:
+        state = prune_blocks_state_dict(state, prune_blocks)
+    if reduce_mlp:
+        state = reduce_mlp_state_dict(state, _mlp_hidden(network))
+    state = refresh_position_tables(state, network)
+    has_score = any(k.startswith(SCORE_HEAD_PREFIX) for k in state)
+    if network.has_score_head and not has_score:
+        state.update(network.score_head.state_dict(prefix=SCORE_HEAD_PREFIX))
+    elif not network.has_score_head and has_score:
+        state = {k: v for k, v in state.items() if not k.startswith(SCORE_HEAD_PREFIX)}
+    load_strict(network, state, path)
+
+
+def _mlp_hidden(network: MixFormerV2) -> int:
+    hidden = {block.mlp.fc1.out_features for block in network.backbone.blocks}
+    if len(hidden) != 1:
+        raise SetupError(f"MLP reduction needs one MLP width for every block, the network has {sorted(hidden)}")
+    return hidden.pop()
+
+
+def _max_drop_path_rate(network: MixFormerV2) -> float:
+    return max((getattr(block.drop_path, "drop_prob", 0.0) for block in network.backbone.blocks), default=0.0)
+
+
+def _reject_pretrained(pretrained: str | None, why: str) -> None:
+    if pretrained:
+        raise SetupError(f"model.init_args.pretrained must be null for this stage: {why}")
+
+
+def side_distributions(out: TrackerOutput) -> Tensor:
+    """The four per-side distributions (probabilities or logits) of an output, stacked (B, 4, F) in l, r, t, b order."""
+    return torch.stack([out.aux[f"prob_{side}"] for side in SIDES], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages 1 and 2: what they share
+# ---------------------------------------------------------------------------------------------
+
+
+class _MixFormerV2Distillation(DistillationModule):
+    """Student MixFormerV2 vs frozen teacher on the same crops: box losses, side-distribution KL, feature MSE."""
+
+    def __init__(
+        self,
+        network: MixFormerV2,
+        teacher: nn.Module,
+        teacher_checkpoint: str | None,
+        teacher_stage: str,
+        feature_pairs: FeaturePairs,
+        loss_weights: DistillLossWeights,
+        optimizer: OptimizerConfig,
+        tracker: MixFormerTrackerConfig,
+        results_dir: str | None,
+        resume_results: bool,
+        tracker_name: str | None,
+    ) -> None:
+        super().__init__(
+            network, teacher, teacher_checkpoint, teacher_stage, feature_pairs, optimizer,
+            results_dir=results_dir, resume_results=resume_results, tracker_name=tracker_name,
+        )  # fmt: skip
+        self.loss_weights = loss_weights
+        self.tracker_config = tracker
+        self.layer_gamma: dict[int, float] = {}  # written by LayerDecay
+
+    def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
+        """(B, 4, F) teacher probabilities over the student's bins, sides in l, r, t, b order."""
+        raise NotImplementedError
+
+    @property
+    def mimics_features(self) -> bool:
+        return bool(self.feature_pairs) and self.loss_weights.feature > 0
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate"):
+            check_template_number(self.trainer)
+
+    def forward(self, batch: TrackingBatch) -> TrackerOutput:
+        """The student's output with raw bin logits (and the mimicked block features)."""
+        features = self.feature_pairs.student if self.mimics_features else ()
+        return self.network(
+            mixformer_templates(batch), None, batch["search"], softmax=False, return_features=features, gamma=self.layer_gamma
+        )
+
+    def compute_losses(self, batch: TrackingBatch) -> dict[str, Tensor]:
+        student = self(batch)
+        features = self.feature_pairs.teacher if self.mimics_features else ()
+        teacher = self.teacher_forward(
+            mixformer_templates(batch), None, batch["search"], softmax=True, return_features=features
+        )
+        w = self.loss_weights
+        losses = weighted_box_losses(student, batch, w)
+        losses["logit"] = distribution_kl_loss(side_distributions(student), self.teacher_side_probs(teacher))
+        losses["total"] = losses["total"] + w.logit * losses["logit"]
+        if self.mimics_features:
+            losses["feature"] = self.feature_loss(student, teacher)
+            losses["total"] = losses["total"] + w.feature * losses["feature"]
+        losses["teacher_iou"] = box_regression_losses(teacher.boxes, batch["search_box"])["iou"]
+        return losses
+
+    def training_step(self, batch: TrackingBatch, batch_idx: int) -> Tensor:
+        losses = self.compute_losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=batch["search"].shape[0])
+        return losses["total"]
+
+    def validation_step(self, batch: TrackingBatch, batch_idx: int) -> None:
+        losses = self.compute_losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=batch["search"].shape[0])
+
+    def build_tracker(self) -> MixFormerTracker:
+        return build_mixformer_tracker(self, self.network, self.tracker_config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1: dense-to-sparse
+# ---------------------------------------------------------------------------------------------
+
+
+class DenseToSparseDistillation(_MixFormerV2Distillation):
+    """Stage 1: prediction-token student learns the dense corner teacher's side distributions.
+
+    Args:
+        network: 12-layer MixFormerV2 without score head, ``num_bins`` = the teacher's map side.
+        teacher: MixViT (pyramidal corner head); weights from ``teacher_checkpoint``.
+        pretrained: student backbone initialisation (``mae`` or an MAE file; None: random).
+    """
+
+    def __init__(
+        self,
+        network: MixFormerV2,
+        teacher: MixViT,
+        teacher_checkpoint: str | None = None,
+        teacher_stage: str = "of a MixViT teacher, produced by `lightning fit --config configs/mixvit_b.yaml`",
+        pretrained: str | None = None,
+        loss_weights: DistillLossWeights = DistillLossWeights(feature=0.0),
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        tracker: MixFormerTrackerConfig = MixFormerTrackerConfig(),
+        results_dir: str | None = None,
+        resume_results: bool = True,
+        tracker_name: str | None = None,
+    ) -> None:
+        super().__init__(
+            network, teacher, teacher_checkpoint, teacher_stage, FeaturePairs(), loss_weights, optimizer, tracker,
+            results_dir, resume_results, tracker_name,
+        )  # fmt: skip
+        self.save_hyperparameters(ignore=["network", "teacher"])
+        if teacher.feat_size != network.num_bins:
+            raise SetupError(
+                f"model.init_args.network.init_args.num_bins is {network.num_bins} but the teacher's corner maps are "
+                f"{teacher.feat_size} wide; the student needs one bin per teacher row/column"
+            )
+        if pretrained:
+            load_mae_into(self.network.backbone, pretrained)
+
+    def load_teacher(self, path: str) -> None:
+        load_checkpoint(self.teacher, path, family="mixvit")
+
+    def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
+        marginals = corner_marginals(teacher.aux["prob_tl"], teacher.aux["prob_br"])
+        return torch.stack([marginals[f"prob_{side}"] for side in SIDES], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: deep-to-shallow (and the S chain: intermediate teacher, MLP reduction)
+# ---------------------------------------------------------------------------------------------
+
+
+class DeepToShallowDistillation(_MixFormerV2Distillation):
+    """Stage 2: a copy of the teacher becomes shallower (``LayerDecay``) or narrower (MLP reduction).
+
+    Args:
+        network: the student architecture before pruning (e.g. 12 layers for 12 -> 8).
+        teacher: the teacher architecture; None = the student's (a deep copy made before loading).
+        teacher_checkpoint: the teacher's weights (stage 1, or the intermediate teacher).
+        init_checkpoint: the student's initial weights; None = the teacher checkpoint.
+        init_prune_blocks: blocks of ``init_checkpoint`` to drop and renumber (official 2b from a 2a run).
+        init_reduce_mlp: initialise smaller student MLPs as leading slices of the checkpoint's.
+        pretrained: must be null (accepted so that presets such as cpu_smoke can set it for every method).
+        feature_pairs: student/teacher blocks for feature mimicking, in the student's numbering
+            before pruning (renumbered when ``LayerDecay`` removes blocks).
+    """
+
+    def __init__(
+        self,
+        network: MixFormerV2,
+        teacher: MixFormerV2 | None = None,
+        teacher_checkpoint: str | None = None,
+        teacher_stage: str = (
+            "of the 12-layer MixFormerV2, produced by `lightning fit --config configs/mixformerv2_b_stage1.yaml`"
+        ),
+        init_checkpoint: str | None = None,
+        init_prune_blocks: Sequence[int] = (),
+        init_reduce_mlp: bool = False,
+        pretrained: str | None = None,
+        feature_pairs: FeaturePairs = FeaturePairs(),
+        loss_weights: DistillLossWeights = DistillLossWeights(),
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        tracker: MixFormerTrackerConfig = MixFormerTrackerConfig(),
+        results_dir: str | None = None,
+        resume_results: bool = True,
+        tracker_name: str | None = None,
+    ) -> None:
+        _reject_pretrained(pretrained, "the student starts from init_checkpoint (default: the teacher's)")
+        teacher = copy.deepcopy(network) if teacher is None else teacher
+        super().__init__(
+            network, teacher, teacher_checkpoint, teacher_stage, feature_pairs, loss_weights, optimizer, tracker,
+            results_dir, resume_results, tracker_name,
+        )  # fmt: skip
+        self.save_hyperparameters(ignore=["network", "teacher"])
+        if teacher.num_bins != network.num_bins:
+            raise SetupError(
+                f"student num_bins {network.num_bins} != teacher num_bins {teacher.num_bins}: the logit KL compares "
+                f"bin by bin; set model.init_args.network.init_args.num_bins to the teacher's"
+            )
+        init = require_checkpoint(init_checkpoint, INIT_CHECKPOINT_KEY, "of the student") if init_checkpoint else None
+        load_mixformerv2_weights(
+            self.network, init or self.teacher_checkpoint, prune_blocks=init_prune_blocks, reduce_mlp=init_reduce_mlp
+        )
+        self.pruned_blocks: tuple[int, ...] = ()
+
+    def load_teacher(self, path: str) -> None:
+        load_mixformerv2_weights(self.teacher, path)
+
+    def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
+        return side_distributions(teacher)
+
+    # ------------------------------------------------------------------ progressive depth pruning
+
+    def prune_blocks(self, blocks: Sequence[int]) -> None:
+        """Remove student blocks: the network gets shallower, feature pairs follow the renumbering,
+        stochastic depth is re-spread over the remaining blocks (as the official rebuild does)."""
+        if self.pruned_blocks:
+            raise RuntimeError(f"blocks {list(self.pruned_blocks)} were already pruned from this student")
+        pairs = self.feature_pairs.after_removal(blocks)
+        rate = _max_drop_path_rate(self.network)
+        self.network.backbone.remove_blocks(blocks)
+        self.network.backbone.set_drop_path_rate(rate)
+        self.feature_pairs = pairs
+        self.pruned_blocks = tuple(sorted(set(blocks)))
+        self.layer_gamma = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pruned_blocks"] = list(self.pruned_blocks)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint written after pruning holds the shallower student: prune this one the same way first."""
+        super().on_load_checkpoint(checkpoint)
+        pruned = checkpoint.get("pruned_blocks") or []
+        if pruned and not self.pruned_blocks:
+            self.prune_blocks(pruned)
+
+
+# ---------------------------------------------------------------------------------------------
+# Score head
+# ---------------------------------------------------------------------------------------------
+
+
+class ScoreHeadTraining(TrackingModule):
+    """Trains only the score head on positive and negative search crops (BCE on ``search_visible``).
+
+    The data module must deliver negatives: pairs whose search crop does not show the target,
+    marked ``search_visible = False`` (official: half the samples, spec §5).
+
+    Args:
+        network: the deployable MixFormerV2 with ``score_head: true``.
+        init_checkpoint: the distilled network (stage 2 / S chain, or an official ``.pth.tar``).
+        init_prune_blocks: blocks of ``init_checkpoint`` to drop (a pruning run that kept its faded blocks).
+        pretrained: must be null (accepted so that presets such as cpu_smoke can set it for every method).
+    """
+
+    def __init__(
+        self,
+        network: MixFormerV2,
+        init_checkpoint: str | None = None,
+        init_stage: str = "of the distilled MixFormerV2, produced by `lightning fit --config configs/mixformerv2_b.yaml`",
+        init_prune_blocks: Sequence[int] = (),
+        pretrained: str | None = None,
+        loss_weights: ScoreLossWeights = ScoreLossWeights(),
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        tracker: MixFormerTrackerConfig = MixFormerTrackerConfig(),
+        results_dir: str | None = None,
+        resume_results: bool = True,
+        tracker_name: str | None = None,
+    ) -> None:
+        super().__init__(results_dir=results_dir, resume_results=resume_results, tracker_name=tracker_name)
+        _reject_pretrained(pretrained, "the network starts from init_checkpoint")
+        path = require_checkpoint(init_checkpoint, INIT_CHECKPOINT_KEY, init_stage)
+        if not network.has_score_head:
+            raise SetupError("model.init_args.network.init_args.score_head must be true for score-head training")
+        self.save_hyperparameters(ignore=["network"])
+        self.network = network
+        self.loss_weights = loss_weights
+        self.optimizer_config = optimizer
+        self.tracker_config = tracker
+        load_mixformerv2_weights(self.network, path, prune_blocks=init_prune_blocks)
+        for name, param in self.network.named_parameters():
+            param.requires_grad_(name.startswith(SCORE_HEAD_PREFIX))
+        self._negatives = torch.zeros((), dtype=torch.long)
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate"):
+            check_template_number(self.trainer)
+
+    def forward(self, batch: TrackingBatch) -> TrackerOutput:
+        return self.network(mixformer_templates(batch), None, batch["search"], softmax=True, run_score_head=True)
+
+    def compute_losses(self, batch: TrackingBatch) -> dict[str, Tensor]:
+        score = self(batch).score
+        target = batch["search_visible"].to(score.dtype)
+        bce = F.binary_cross_entropy_with_logits(score, target)
+        accuracy = ((score > 0) == batch["search_visible"]).to(score.dtype).mean()
+        return {"score": bce, "total": self.loss_weights.score * bce, "accuracy": accuracy.detach()}
+
+    def training_step(self, batch: TrackingBatch, batch_idx: int) -> Tensor:
+        self._negatives = self._negatives.to(batch["search_visible"].device) + (~batch["search_visible"]).sum()
+        losses = self.compute_losses(batch)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=batch["search"].shape[0])
+        return losses["total"]
+
+    def on_train_epoch_end(self) -> None:
+        if int(self._negatives) == 0:
+            rank_zero_warn(
+                "score-head training saw no negative pair this epoch (search_visible is always True): the data "
+                "module must sample negatives, or the score head only learns to say 'present'"
+            )
+        self._negatives = torch.zeros((), dtype=torch.long)
+
+    def validation_step(self, batch: TrackingBatch, batch_idx: int) -> None:
+        losses = self.compute_losses(batch)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=batch["search"].shape[0])
+
+    def configure_optimizers(self) -> dict:
+        return build_optimizer(self.network, self.optimizer_config)
+
+    def build_tracker(self) -> MixFormerTracker:
+        return build_mixformer_tracker(self, self.network, self.tracker_config)

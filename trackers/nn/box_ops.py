@@ -1,0 +1,210 @@
+"""Every box conversion of the suite lives here, so no other file converts boxes by hand.
+
+Conventions (DESIGN.md "Contracts"):
+- in a frame: ``xywh`` = (x, y, w, h) in pixels, 0-based, continuous (the datasets' format);
+- in a crop: normalised ``cxcywh`` in [0, 1] of the crop side (what networks predict);
+- ``xyxy`` = (x1, y1, x2, y2), used by losses and corner heads.
+
+All tensor functions work on the last dimension and broadcast over leading ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def xywh_to_xyxy(b: Tensor) -> Tensor:
+    x, y, w, h = b.unbind(-1)
+    return torch.stack((x, y, x + w, y + h), -1)
+
+
+def xyxy_to_xywh(b: Tensor) -> Tensor:
+    x1, y1, x2, y2 = b.unbind(-1)
+    return torch.stack((x1, y1, x2 - x1, y2 - y1), -1)
+
+
+def cxcywh_to_xyxy(b: Tensor) -> Tensor:
+    cx, cy, w, h = b.unbind(-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), -1)
+
+
+def xyxy_to_cxcywh(b: Tensor) -> Tensor:
+    x1, y1, x2, y2 = b.unbind(-1)
+    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), -1)
+
+
+def xywh_to_cxcywh(b: Tensor) -> Tensor:
+    x, y, w, h = b.unbind(-1)
+    return torch.stack((x + 0.5 * w, y + 0.5 * h, w, h), -1)
+
+
+def cxcywh_to_xywh(b: Tensor) -> Tensor:
+    cx, cy, w, h = b.unbind(-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, w, h), -1)
+
+
+def box_area_xyxy(b: Tensor) -> Tensor:
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+
+
+def paired_iou_xyxy(a: Tensor, b: Tensor, eps: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Element-wise IoU of two aligned sets of xyxy boxes; returns (iou, union)."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area_xyxy(a) + box_area_xyxy(b) - inter
+    return inter / (union + eps), union
+
+
+def paired_giou_xyxy(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Element-wise generalised IoU (Rezatofighi et al.) of aligned xyxy boxes; returns (giou, iou)."""
+    iou, union = paired_iou_xyxy(a, b)
+    lt = torch.minimum(a[..., :2], b[..., :2])
+    rb = torch.maximum(a[..., 2:], b[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    enclosing = wh[..., 0] * wh[..., 1]
+    return iou - (enclosing - union) / enclosing, iou
+
+
+def paired_ciou_xyxy(
+    a: Tensor, b: Tensor, eps: float = 1e-7, aspect_iou_gate: float | None = None
+) -> tuple[Tensor, Tensor]:
+    """Element-wise complete IoU (Zheng et al.) of aligned xyxy boxes; returns (ciou, iou).
+
+    ``aspect_iou_gate``: apply the aspect-ratio term only where IoU > gate (MixFormer's CIoU uses
+    0.5, spec mixformerv2.md §3); None applies it everywhere.
+    """
+    iou, _ = paired_iou_xyxy(a, b, eps)
+    ca, cb = xyxy_to_cxcywh(a), xyxy_to_cxcywh(b)
+    lt = torch.minimum(a[..., :2], b[..., :2])
+    rb = torch.maximum(a[..., 2:], b[..., 2:])
+    diag = ((rb - lt) ** 2).sum(-1) + eps
+    centre_dist = ((ca[..., :2] - cb[..., :2]) ** 2).sum(-1)
+    v = (4 / math.pi**2) * (
+        torch.atan(cb[..., 2] / (cb[..., 3] + eps)) - torch.atan(ca[..., 2] / (ca[..., 3] + eps))
+    ) ** 2
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+        if aspect_iou_gate is not None:
+            alpha = alpha * (iou > aspect_iou_gate).to(alpha.dtype)
+    return iou - centre_dist / diag - alpha * v, iou
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame <-> crop mapping (test time) and clipping. NumPy/float in, float out: these run once per
+# frame on a single box, where tensor overhead would dominate.
+# ---------------------------------------------------------------------------------------------
+
+
+def crop_box_to_frame(
+    box_cxcywh: Tensor | np.ndarray | list[float],
+    prev_box_xywh: np.ndarray | list[float],
+    crop_size_px: float,
+) -> np.ndarray:
+    """Map a normalised crop (cx, cy, w, h) back to a frame xywh box.
+
+    The crop was centred on ``prev_box_xywh`` with side ``crop_size_px`` (original pixels); the
+    official map-back uses ``crop/2`` as the crop centre (spec tracking_ecosystem §6).
+    """
+    cx, cy, w, h = (float(v) * crop_size_px for v in _as_list(box_cxcywh))
+    px, py, pw, ph = (float(v) for v in prev_box_xywh)
+    cx_prev, cy_prev = px + 0.5 * pw, py + 0.5 * ph
+    cx_img = cx + (cx_prev - 0.5 * crop_size_px)
+    cy_img = cy + (cy_prev - 0.5 * crop_size_px)
+    return np.array([cx_img - 0.5 * w, cy_img - 0.5 * h, w, h], dtype=np.float64)
+
+
+def clip_box_xywh(box: np.ndarray | list[float], height: int, width: int, margin: float = 10.0) -> np.ndarray:
+    """Clip a frame box into the image, keeping at least ``margin`` px of it (official ``clip_box``)."""
+    x1, y1, w, h = (float(v) for v in box)
+    x2, y2 = x1 + w, y1 + h
+    x1 = min(max(0.0, x1), width - margin)
+    x2 = min(max(margin, x2), float(width))
+    y1 = min(max(0.0, y1), height - margin)
+    y2 = min(max(margin, y2), float(height))
+    return np.array([x1, y1, max(margin, x2 - x1), max(margin, y2 - y1)], dtype=np.float64)
+
+
+def frame_box_to_crop(
+    box_xywh: np.ndarray, crop_centre_box_xywh: np.ndarray, resize_factor: float, output_size: int
+) -> np.ndarray:
+    """Map a frame box into a crop made around another box (training GT mapping, spec §3.4).
+
+    Returns the normalised crop (cx, cy, w, h). The crop centre is ``(S - 1) / 2`` as in the
+    official processing.
+    """
+    b = np.asarray(box_xywh, dtype=np.float64)
+    j = np.asarray(crop_centre_box_xywh, dtype=np.float64)
+    c_b = b[..., :2] + 0.5 * b[..., 2:]
+    c_j = j[..., :2] + 0.5 * j[..., 2:]
+    centre = (output_size - 1) / 2 + (c_b - c_j) * resize_factor
+    size = b[..., 2:] * resize_factor
+    return np.concatenate([centre, size], -1) / output_size
+
+
+def _as_list(b: Tensor | np.ndarray | list[float]) -> list[float]:
+    if isinstance(b, Tensor):
+        return b.detach().flatten().tolist()
+    return list(np.asarray(b, dtype=np.float64).ravel())
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy helpers for the evaluation protocols (trackers/evaluation). The toolkits differ in their
+# pixel convention: ``pixel_offset = -1`` gives the inclusive-pixel centre x + (w - 1) / 2
+# (pytracking, LaSOT, got10k), ``+1`` the TrackingNet devkit's x + (w + 1) / 2.
+# ---------------------------------------------------------------------------------------------
+
+
+def box_centre_xywh_np(b: np.ndarray, pixel_offset: float = 0.0) -> np.ndarray:
+    """(N, 4) xywh -> (N, 2) centres ``xy + (wh + pixel_offset) / 2``."""
+    return b[..., :2] + 0.5 * (b[..., 2:] + pixel_offset)
+
+
+def paired_intersection_wh_xywh_np(a: np.ndarray, b: np.ndarray, pixel_inclusive: bool = False) -> np.ndarray:
+    """(N, 2) signed intersection width/height of aligned xywh boxes (negative = disjoint).
+
+    ``pixel_inclusive`` uses the MATLAB form min(x + w - 1) - max(x) + 1, which equals the
+    continuous overlap; toolkits that use it are reproduced to the last bit with it.
+    """
+    one = 1.0 if pixel_inclusive else 0.0
+    lo = np.maximum(a[..., :2], b[..., :2])
+    hi = np.minimum(a[..., :2] + a[..., 2:] - one, b[..., :2] + b[..., 2:] - one)
+    return hi - lo + one
+
+
+def clip_boxes_to_image_xywh_np(b: np.ndarray, width: float, height: float) -> np.ndarray:
+    """got10k toolkit clipping of (N, 4) xywh boxes: x in [0, W], then w in [0, W - x] (same for y, h).
+
+    A box sticking out on the left is shifted, not cut; negative sizes become 0.
+    """
+    x = np.clip(b[..., 0], 0, width)
+    y = np.clip(b[..., 1], 0, height)
+    w = np.clip(b[..., 2], 0, width - x)
+    h = np.clip(b[..., 3], 0, height - y)
+    return np.stack([x, y, w, h], -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Horizontal flips used by data augmentation (spec tracking_ecosystem §3.1 and §3.6).
+# ---------------------------------------------------------------------------------------------
+
+
+def hflip_frame_box_xywh(box_xywh: np.ndarray, width: int) -> np.ndarray:
+    """Mirror frame xywh boxes in an image of ``width`` px with the official pixel-index rule.
+
+    ``x' = (W - 1) - (x + w)`` (a continuous flip would be ``W - x - w``); kept for parity with
+    the official processing, which flips full frames before cropping.
+    """
+    b = np.array(box_xywh, dtype=np.float64, copy=True)
+    b[..., 0] = (width - 1) - (b[..., 0] + b[..., 2])
+    return b
+
+
+def hflip_crop_box_cxcywh(box_cxcywh: Tensor) -> Tensor:
+    """Mirror normalised crop cxcywh boxes: ``cx' = 1 - cx`` (= ``x' = 1 - x - w`` in xywh)."""
+    return torch.cat((1.0 - box_cxcywh[..., :1], box_cxcywh[..., 1:]), -1)
