@@ -26,18 +26,33 @@ _TO_GRAY = A.ToGray(num_output_channels=3, method="weighted_average", p=1.0)
 
 @dataclass(frozen=True)
 class JointAugmentation:
-    """Full-frame grayscale and horizontal flip, one roll per sample (applied to train and val alike)."""
+    """Full-frame grayscale and horizontal flip, one roll per sample (applied to train and val alike).
+
+    ``PairProcessor`` applies the roll to the crops (flip and grayscale commute with cropping);
+    ``__call__`` applies it to full frames, as the straightforward reference does.
+    """
 
     grayscale_prob: float = 0.05
     hflip_prob: float = 0.5
 
+    def roll(self, rng: np.random.Generator) -> tuple[bool, bool]:
+        """(grayscale, flip) for one sample: two uniform draws, whichever way they are applied."""
+        gray, flip = rng.random(2) < (self.grayscale_prob, self.hflip_prob)
+        return bool(gray), bool(flip)
+
+    @staticmethod
+    def grayscale(image: np.ndarray) -> np.ndarray:
+        """RGB -> gray replicated to 3 channels (pixel-wise, so a crop may be converted instead of its frame)."""
+        return _TO_GRAY.apply(image)
+
     def __call__(self, frames: Sequence[np.ndarray], boxes_xywh: np.ndarray,
                  rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-        gray, flip = rng.random(2) < (self.grayscale_prob, self.hflip_prob)
+        """The literal full-frame version (reference pipeline, tests): transform the frames and boxes."""
+        gray, flip = self.roll(rng)
         frames = list(frames)
         boxes = np.asarray(boxes_xywh, dtype=np.float64)
         if gray:
-            frames = _map_unique(frames, _TO_GRAY.apply)
+            frames = _map_unique(frames, self.grayscale)
         if flip:
             frames = _map_unique(frames, lambda f: cv2.flip(f, 1))
             widths = np.array([f.shape[1] for f in frames], dtype=np.float64)
@@ -57,11 +72,15 @@ class CropAugmentation:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
+    def roll(self, rng: np.random.Generator) -> tuple[float, bool]:
+        """(brightness factor, flip) for one crop."""
+        beta = rng.uniform(max(0.0, 1.0 - self.brightness), 1.0 + self.brightness) if self.brightness else 1.0
+        return float(beta), bool(rng.random() < self.hflip_prob)
+
     def __call__(self, crop: np.ndarray, pad_mask: np.ndarray, box_cxcywh: np.ndarray,
                  rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """(normalised (3, S, S) float, (S, S) bool padding mask, (4,) crop cxcywh) of one crop."""
-        beta = rng.uniform(max(0.0, 1.0 - self.brightness), 1.0 + self.brightness) if self.brightness else 1.0
-        flip = rng.random() < self.hflip_prob
+        beta, flip = self.roll(rng)
         box = torch.as_tensor(box_cxcywh, dtype=torch.float32)
         if flip:
             crop, pad_mask, box = cv2.flip(crop, 1), pad_mask[:, ::-1], hflip_crop_box_cxcywh(box)

@@ -1,24 +1,34 @@
 """TrackingDataModule: the training/validation pair pipeline and the evaluation sequences.
 
 Defaults are the OSTrack-256 recipe (spec tracking_ecosystem §3.8): template 128 @ 2.0 without
-jitter, search 256 @ 4.0 with centre/scale jitter 3 / 0.25, max gap 200, 60k samples per epoch
-(global, split across DDP ranks), grayscale 0.05, flips 0.5, brightness 0.2. A config overrides
-any of them (LightningCLI ``data.init_args.*``).
+jitter, search 256 @ 4.0 with centre/scale jitter 3 / 0.25, causal sampling with max gap 200, 60k
+samples per epoch (global, split across DDP ranks), grayscale 0.05, flips 0.5, brightness 0.2. A
+config overrides any of them (LightningCLI ``data.init_args.*``); MixFormerV2's score stage sets
+``sampler_mode: trident_pro`` and ``positive_prob: 0.5``. Frames are decoded at up to
+1/``max_decode_reduction`` scale when every crop of the frame is downscaled at least that much
+(1 disables it).
+
+Data health: every batch carries ``redraws`` (per-sample redraw counts, summed by
+``callbacks.data_health.DataHealthMonitor``); ``skipped_sequences`` lists, per dataset, the
+sequences never drawn (unreadable annotations, too short), each already reported by a warning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import lightning as L
 from torch.utils.data import DataLoader
 
 from datamodules.augmentation import CropAugmentation, JointAugmentation
+from datamodules.pair_dataset import EpochShardSampler, PairDataset
 from datamodules.processing import CropSettings, PairProcessor
 from datamodules.readers import SequenceReader, build_reader, require_root
-from datamodules.sampler import CausalPairSampler, EpochShardSampler, PairDataset
+from datamodules.readers.frames import DECODE_REDUCTIONS
+from datamodules.sampler import SAMPLER_MODES, build_pair_sampler
 from datamodules.sequences import EvalSequenceDataset, RankStridedSampler, identity_collate
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
@@ -26,13 +36,21 @@ TRAIN_STREAM, VAL_STREAM = 0, 1
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One training/validation dataset: reader ``type`` (lasot | synthtrack), its root, split and sampling ratio."""
+    """One training/validation dataset: reader ``type``, its root, split and sampling ratio.
+
+    ``type``: lasot | got10k | trackingnet | coco | synthtrack. ``split``: lasot/synthtrack train | test;
+    got10k train_full | train | val | vottrain | votval, or null for every sequence of the root's
+    list.txt (official val/test folders); trackingnet comma-separated chunk ids ("0,1,2,3"), TEST,
+    or null for all chunks; coco train2017 | val2017. ``split_file`` lists sequence names instead.
+    ``options`` are reader settings, e.g. ``{min_size: 50}`` for coco.
+    """
 
     type: str = "synthtrack"
     root: str = "data/synthtrack"
     split: str | None = "train"
     ratio: float = 1.0
     split_file: str | None = None
+    options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,8 @@ class TrackingDataModule(L.LightningDataModule):
         template: TemplateCrop = OSTRACK_256_TEMPLATE,
         search: CropSettings = OSTRACK_256_SEARCH,
         max_gap: int = 200,
+        sampler_mode: str = "causal",
+        positive_prob: float | None = None,
         samples_per_epoch: int = 60_000,
         val_samples_per_epoch: int = 10_000,
         batch_size: int = 32,
@@ -83,6 +103,7 @@ class TrackingDataModule(L.LightningDataModule):
         crop_flip_prob: float = 0.5,
         mask_stride: int = 16,
         max_redraws: int = 100,
+        max_decode_reduction: int = 8,
         pin_memory: bool = True,
     ) -> None:
         super().__init__()
@@ -96,7 +117,16 @@ class TrackingDataModule(L.LightningDataModule):
             raise ValueError("data.init_args.datasets is empty: list at least one training dataset")
         if self.template.number < 1:
             raise ValueError(f"data.init_args.template.number must be >= 1 (got {self.template.number})")
+        if sampler_mode not in SAMPLER_MODES:
+            raise ValueError(f"data.init_args.sampler_mode '{sampler_mode}' is unknown: use one of {SAMPLER_MODES}")
+        if positive_prob is not None and not 0.0 <= positive_prob <= 1.0:
+            raise ValueError(f"data.init_args.positive_prob must be in [0, 1] or null (got {positive_prob})")
+        if max_decode_reduction not in DECODE_REDUCTIONS:
+            raise ValueError(f"data.init_args.max_decode_reduction must be one of {DECODE_REDUCTIONS} "
+                             f"(got {max_decode_reduction})")
         self.max_gap, self.seed = max_gap, seed
+        self.sampler_mode, self.positive_prob = sampler_mode, positive_prob
+        self.max_decode_reduction = max_decode_reduction
         self.samples_per_epoch, self.val_samples_per_epoch = samples_per_epoch, val_samples_per_epoch
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.max_redraws, self.mask_stride = max_redraws, mask_stride
@@ -106,13 +136,14 @@ class TrackingDataModule(L.LightningDataModule):
         self.train_set: PairDataset | None = None
         self.val_set: PairDataset | None = None
         self.test_set: EvalSequenceDataset | None = None
+        self.skipped_sequences: dict[str, list[str]] = {}
 
     # ---------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
         """Build readers (a missing root fails here, naming its config key), samplers and datasets."""
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = self._pair_dataset(self.datasets, "datasets", self.samples_per_epoch,
-                                                TRAIN_STREAM, self.train_crop_aug)
+            self.train_set = self.build_train_set()
+            self.skipped_sequences = dict(self.train_set.sampler.skipped)
         if stage in (None, "fit", "validate") and self.val_set is None:
             specs, key = (self.datasets, "datasets")
             if self.val_datasets is not None:
@@ -140,15 +171,23 @@ class TrackingDataModule(L.LightningDataModule):
         if stage in ("test", "predict") and self.test is not None:
             require_root(self.test.root, "data.init_args.test.root")
 
+    def build_train_set(self) -> PairDataset:
+        """The training pair dataset alone (what ``setup('fit')`` and the data benchmark use)."""
+        return self._pair_dataset(self.datasets, "datasets", self.samples_per_epoch, TRAIN_STREAM,
+                                  self.train_crop_aug)
+
     def _readers(self, specs: Sequence[DatasetSpec], key: str) -> list[SequenceReader]:
-        return [build_reader(s.type, s.root, s.split, s.split_file, config_key=f"data.init_args.{key}[{i}].root")
+        return [build_reader(s.type, s.root, s.split, s.split_file, config_key=f"data.init_args.{key}[{i}].root",
+                             options=s.options)
                 for i, s in enumerate(specs)]
 
     def _pair_dataset(self, specs: Sequence[DatasetSpec], key: str, samples: int, stream: int,
                       crop_aug: CropAugmentation) -> PairDataset:
-        sampler = CausalPairSampler(self._readers(specs, key), ratios=[s.ratio for s in specs],
-                                    num_templates=self.template.number, num_search=1, max_gap=self.max_gap)
-        processor = PairProcessor(self.template, self.search, self.joint, crop_aug, self.mask_stride)
+        sampler = build_pair_sampler(self.sampler_mode, self._readers(specs, key), [s.ratio for s in specs],
+                                     num_templates=self.template.number, max_gap=self.max_gap,
+                                     positive_prob=self.positive_prob)
+        processor = PairProcessor(self.template, self.search, self.joint, crop_aug, self.mask_stride,
+                                  max_decode_reduction=self.max_decode_reduction)
         return PairDataset(sampler, processor, samples, seed=self.seed, stream=stream, max_redraws=self.max_redraws)
 
     # ---------------------------------------------------------------------------------- loaders

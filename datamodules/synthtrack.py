@@ -1,4 +1,5 @@
-"""SynthTrack: a deterministic, procedurally generated tracking benchmark written in the LaSOT layout.
+"""SynthTrack: a deterministic, procedurally generated tracking benchmark written in the LaSOT layout
+(or, on request, the GOT-10k layout, to exercise a second reader on the same data).
 
 No real dataset ships with the project, so this one is made on demand; because it is written to
 disk as LaSOT (``<class>/<class>-<n>/img/%08d.jpg``, ``groundtruth.txt``, ``full_occlusion.txt``,
@@ -41,6 +42,7 @@ DEFAULT_CLASSES: tuple[str, ...] = tuple(SHAPE_OF_CLASS)
 PATTERNS = ("striped", "checkered", "dotted", "ringed", "blotchy")
 OCCLUDER_SHAPES = ("rectangle", "ellipse", "hexagon")
 META_FILE = "synthtrack.json"
+LAYOUTS = ("lasot", "got10k")
 
 
 def split_file_path(root: str | Path, split: str) -> Path:
@@ -106,12 +108,19 @@ def write_synthtrack(
     classes: Sequence[str] = DEFAULT_CLASSES,
     config: SynthTrackConfig | None = None,
     jpeg_quality: int = 90,
+    layout: str = "lasot",
 ) -> Path:
-    """Write SynthTrack to ``out`` (LaSOT layout plus train/test split lists); returns ``out``.
+    """Write SynthTrack to ``out``; returns ``out``.
 
     ``length`` is a fixed frame count or an inclusive (min, max) range; ``image_size`` is (W, H).
-    Sequences are assigned round-robin to ``classes`` and named ``<class>-<k>`` (k from 1, train first).
+    Sequences are assigned round-robin to ``classes``. ``layout='lasot'``: ``<class>/<class>-<k>/``
+    (k from 1, train first) plus train/test split lists (reader type ``synthtrack``).
+    ``layout='got10k'``: train sequences in ``train/GOT-10k_Train_<k>/``, test sequences in
+    ``val/GOT-10k_Val_<k>/``, each folder with its ``list.txt`` (reader type ``got10k``, split null).
+    The same seed gives the same frames and boxes in either layout.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown SynthTrack layout '{layout}': use one of {LAYOUTS}")
     cfg = config or SynthTrackConfig()
     unknown = [c for c in classes if c not in SHAPE_OF_CLASS]
     if unknown or not classes:
@@ -128,16 +137,32 @@ def write_synthtrack(
     for index in range(num_train + num_test):
         cls = classes[index % len(classes)]
         counters[cls] += 1
-        name = f"{cls}-{counters[cls]}"
+        if layout == "lasot":
+            name = f"{cls}-{counters[cls]}"
+            seq_dir = root / cls / name
+            image_dir = seq_dir / "img"
+        else:
+            subset, k = ("train", index + 1) if index < num_train else ("val", index - num_train + 1)
+            name = f"GOT-10k_{subset.capitalize()}_{k:06d}"
+            seq_dir = image_dir = root / subset / name
         names.append(name)
         rng = np.random.default_rng([seed, index])
         seq_len = int(rng.integers(lo, hi + 1))
-        _write_sequence(root / cls / name, rng, seq_len, width, height, cls, cfg, jpeg_quality)
+        track = _write_frames(image_dir, rng, seq_len, width, height, cls, cfg, jpeg_quality)
+        if layout == "lasot":
+            _write_lasot_annotations(seq_dir, track)
+        else:
+            _write_got10k_annotations(seq_dir, track, cls, width, height)
 
-    split_file_path(root, "train").write_text("".join(f"{n}\n" for n in names[:num_train]))
-    split_file_path(root, "test").write_text("".join(f"{n}\n" for n in names[num_train:]))
+    if layout == "lasot":
+        split_file_path(root, "train").write_text("".join(f"{n}\n" for n in names[:num_train]))
+        split_file_path(root, "test").write_text("".join(f"{n}\n" for n in names[num_train:]))
+    else:
+        for subset, subset_names in (("train", names[:num_train]), ("val", names[num_train:])):
+            (root / subset).mkdir(parents=True, exist_ok=True)
+            (root / subset / "list.txt").write_text("".join(f"{n}\n" for n in subset_names))
     meta = dict(num_train=num_train, num_test=num_test, length=[lo, hi], image_size=[width, height],
-                seed=seed, classes=list(classes), jpeg_quality=jpeg_quality, config=asdict(cfg))
+                seed=seed, classes=list(classes), jpeg_quality=jpeg_quality, config=asdict(cfg), layout=layout)
     (root / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     return root
 
@@ -471,8 +496,21 @@ def _composite(canvas: np.ndarray, texture: np.ndarray, alpha: np.ndarray, x1: i
     region += texture[srows, scols] * a
 
 
-def _write_sequence(seq_dir: Path, rng: np.random.Generator, length: int, width: int, height: int, cls: str,
-                    cfg: SynthTrackConfig, quality: int) -> None:
+@dataclass
+class _Track:
+    """Per-frame ground truth of one written sequence, before it is stored in a layout's files."""
+
+    boxes: np.ndarray  # (L, 4) int frame xywh (0,0,0,0 when out of view)
+    occluded: np.ndarray  # (L,) int 0/1, fully occluded
+    out_of_view: np.ndarray  # (L,) int 0/1
+    cover: np.ndarray  # (L,) int 0..8, visible eighths (GOT-10k's cover.label)
+    cut_by_image: np.ndarray  # (L,) int 0/1, partly outside the frame
+    description: str
+
+
+def _write_frames(image_dir: Path, rng: np.random.Generator, length: int, width: int, height: int, cls: str,
+                  cfg: SynthTrackConfig, quality: int) -> _Track:
+    """Render and write ``%08d.jpg`` frames (1-based) to ``image_dir``; return their ground truth."""
     plan = _plan_sequence(rng, length, width, height, cls, cfg)
     pan_w, pan_h = int(plan.camera[:, 0].max()), int(plan.camera[:, 1].max())
     background = _background(rng, height + pan_h + 1, width + pan_w + 1, SHAPE_OF_CLASS[cls], cfg)
@@ -482,8 +520,10 @@ def _write_sequence(seq_dir: Path, rng: np.random.Generator, length: int, width:
     gt = np.zeros((length, 4), np.int64)
     occluded = np.zeros(length, np.int64)
     out_of_view = np.zeros(length, np.int64)
+    cover = np.zeros(length, np.int64)
+    cut = np.zeros(length, np.int64)
 
-    (seq_dir / "img").mkdir(parents=True, exist_ok=True)
+    image_dir.mkdir(parents=True, exist_ok=True)
     for k in range(length):
         ox, oy = plan.camera[k]
         frame = background[oy : oy + height, ox : ox + width].copy()
@@ -504,6 +544,9 @@ def _write_sequence(seq_dir: Path, rng: np.random.Generator, length: int, width:
         if not out_of_view[k]:
             clipped = np.clip(target.boxes[k], 0, [width, height, width, height])
             gt[k] = xyxy_to_xywh(torch.from_numpy(clipped)).numpy()
+            cut[k] = in_frame_fraction < 1.0
+        if not (out_of_view[k] or occluded[k]):
+            cover[k] = min(8, max(1, round(8 * in_frame_fraction * unhidden_fraction)))
 
         strength, cos_a, sin_a = plan.gradient[k]
         light = (plan.gain[k] * strength) * (xs * cos_a + ys * sin_a) + plan.gain[k]
@@ -511,12 +554,26 @@ def _write_sequence(seq_dir: Path, rng: np.random.Generator, length: int, width:
         frame *= light[..., None]
         frame += noise
         image = np.clip(frame, 0, 255, out=frame).astype(np.uint8)
-        cv2.imwrite(str(seq_dir / "img" / f"{k + 1:08d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        cv2.imwrite(str(image_dir / f"{k + 1:08d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return _Track(gt, occluded, out_of_view, cover, cut, plan.description)
 
-    (seq_dir / "groundtruth.txt").write_text("".join(f"{x},{y},{w},{h}\n" for x, y, w, h in gt))
-    (seq_dir / "full_occlusion.txt").write_text(",".join(map(str, occluded)) + "\n")
-    (seq_dir / "out_of_view.txt").write_text(",".join(map(str, out_of_view)) + "\n")
-    (seq_dir / "nlp.txt").write_text(plan.description)
+
+def _write_lasot_annotations(seq_dir: Path, track: _Track) -> None:
+    (seq_dir / "groundtruth.txt").write_text("".join(f"{x},{y},{w},{h}\n" for x, y, w, h in track.boxes))
+    (seq_dir / "full_occlusion.txt").write_text(",".join(map(str, track.occluded)) + "\n")
+    (seq_dir / "out_of_view.txt").write_text(",".join(map(str, track.out_of_view)) + "\n")
+    (seq_dir / "nlp.txt").write_text(track.description)
+
+
+def _write_got10k_annotations(seq_dir: Path, track: _Track, cls: str, width: int, height: int) -> None:
+    """GOT-10k files (spec §1.2): absence = out of view; cover 0 when fully occluded or absent."""
+    (seq_dir / "groundtruth.txt").write_text("".join(f"{x},{y},{w},{h}\n" for x, y, w, h in track.boxes))
+    for name, values in (("absence", track.out_of_view), ("cover", track.cover), ("cut_by_image", track.cut_by_image)):
+        (seq_dir / f"{name}.label").write_text("".join(f"{v}\n" for v in values))
+    meta = {"url": "synthtrack", "begin": "00:00:00", "end": "00:00:00", "anno_fps": "10Hz", "object_class": cls,
+            "motion_class": "synthetic", "major_class": "synthetic", "root_class": "object",
+            "motion_adverb": "synthetic", "resolution": f"({width}, {height})"}
+    (seq_dir / "meta_info.ini").write_text("[METAINFO]\n" + "".join(f"{k}: {v}\n" for k, v in meta.items()))
 
 
 def _hide(unhidden: np.ndarray, target_box: np.ndarray, alpha: np.ndarray, box: np.ndarray) -> None:

@@ -77,9 +77,23 @@ def main(argv: list[str] | None = None) -> int:
             return int(_load(TOOL_COMMANDS[argv[0]][0])(argv[1:]) or 0)
         run_lightning_cli(argv)
         return 0
-    except SetupError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - only user-fixable errors are shortened, the rest re-raised
+        setup_error = _setup_error_in_chain(err)
+        if setup_error is None:
+            raise
+        print(f"error: {setup_error}", file=sys.stderr)
         return 2
+
+
+def _setup_error_in_chain(err: BaseException | None) -> SetupError | None:
+    """The SetupError behind ``err``: jsonargparse wraps errors raised while instantiating classes."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SetupError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 DEMO_DIR=${DEMO_DIR:-outputs/demo}
 SYNTH_DIR=${SYNTH_DIR:-data/synthtrack}
-EXPERIMENT=(--config configs/ostrack_256.yaml --config configs/presets/cpu_smoke.yaml)
+EXPERIMENT=(--config configs/ostrack_256.yaml --config configs/presets/cpu_smoke.yaml --config configs/presets/ostrack_tiny.yaml)
 start=$(date +%s)
 
 if [ ! -f "$SYNTH_DIR/test_split.txt" ]; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SHARED_DIR = ROOT.parent / "shared"
+
+# Annotation caches of the tests' tiny datasets go to a throw-away folder, never ~/.cache (inherited
+# by the subprocesses of CLI tests).
+os.environ.setdefault("DISTILTRACK_CACHE", tempfile.mkdtemp(prefix="distiltrack-test-cache-"))
 
 
 def fixtures_root() -> Path:

@@ -128,3 +128,64 @@ def test_bad_spec_keys_are_named(synth_root: Path) -> None:
         _module(synth_root, datasets=[{"type": "synthtrack", "rooot": "x"}])
     with pytest.raises(ValueError, match=r"unknown dataset type 'vot'.*datasets\[0\]\.type"):
         _module(synth_root, datasets=[{"type": "vot", "root": str(synth_root)}]).setup("fit")
+
+
+@pytest.fixture(scope="module")
+def synth_got10k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same SynthTrack data written in the GOT-10k layout (train/ and val/ with list.txt)."""
+    return write_synthtrack(tmp_path_factory.mktemp("synth_got"), num_train=3, num_test=1, length=24,
+                            image_size=(96, 72), seed=2, layout="got10k")
+
+
+def test_mixed_lasot_and_got10k_layout_datasets_feed_one_batch_stream(synth_root: Path, synth_got10k: Path) -> None:
+    dm = _module(synth_root, datasets=[{"type": "synthtrack", "root": str(synth_root), "split": "train"},
+                                       {"type": "got10k", "root": str(synth_got10k / "train"), "split": None}],
+                 val_datasets=[{"type": "got10k", "root": str(synth_got10k / "val"), "split": None}],
+                 samples_per_epoch=24, batch_size=8)
+    dm.setup("fit")
+    sources = []
+    for batch in dm.train_dataloader():
+        assert batch["template"].shape == (8, 2, 3, 32, 32) and torch.isfinite(batch["search"]).all()
+        sources += batch["dataset"]
+    assert set(sources) == {"synthtrack", "got10k"}
+    assert next(iter(dm.val_dataloader()))["dataset"] == ["got10k"] * 8
+
+
+def test_score_stage_sampling_gives_negatives(synth_root: Path) -> None:
+    dm = _module(synth_root, sampler_mode="trident_pro", positive_prob=0.5, samples_per_epoch=32, batch_size=8)
+    dm.setup("fit")
+    visible = torch.cat([b["search_visible"] for b in dm.train_dataloader()])
+    assert visible.dtype == torch.bool and 0 < int(visible.sum()) < 32
+    with pytest.raises(ValueError, match="sampler_mode 'trident_max'"):
+        _module(synth_root, sampler_mode="trident_max")
+
+
+@pytest.mark.parametrize("fragment", ["configs/data/got10k_lasot_trackingnet_coco.yaml",
+                                      "configs/data/got10k_only.yaml"])
+def test_data_fragments_compose_with_an_experiment(fragment: str) -> None:
+    from datamodules.benchmark import build_datamodule
+
+    root = Path(__file__).resolve().parents[1]
+    dm = build_datamodule([str(root / "configs/ostrack_256.yaml"), str(root / fragment)])
+    types = [(d.type, d.split) for d in dm.datasets]
+    if "only" in fragment:
+        assert types == [("got10k", "train_full")] and dm.val_datasets[0].split is None
+    else:
+        assert types == [("lasot", "train"), ("got10k", "vottrain"), ("coco", "train2017"),
+                         ("trackingnet", "0,1,2,3,4,5,6,7,8,9,10,11")]
+        assert [d.ratio for d in dm.datasets] == [1, 1, 1, 1] and dm.val_datasets[0].split == "votval"
+    assert dm.template.size == 128  # the experiment's crop settings are kept
+
+
+def test_data_benchmark_compares_the_same_samples(synth_root: Path, tmp_path: Path) -> None:
+    from datamodules.benchmark import run_data_benchmark
+
+    override = tmp_path / "root.yaml"
+    override.write_text(f"data:\n  init_args:\n    datasets:\n      - {{type: synthtrack, root: {synth_root}}}\n"
+                        "    template: {size: 32, factor: 2.0, number: 2}\n    search: {size: 48, factor: 5.0}\n")
+    root = Path(__file__).resolve().parents[1]
+    result = run_data_benchmark([str(root / "configs/presets/data_bench_mixformerv2.yaml"), str(override)], 4)
+    figures = result.as_dict()
+    assert figures["num_samples"] == 4 and figures["speedup"] > 0 and figures["frame_sizes"] == {"96x72": 12}
+    assert result.box_max_abs_diff < 1e-6 and result.pixel_mean_abs_diff < 3.0
+    assert "samples/s/worker" in result.table() and sum(result.decode_reductions.values()) == 12

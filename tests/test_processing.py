@@ -20,7 +20,7 @@ from datamodules.processing import (
     normalize_image,
     process_crop,
 )
-from datamodules.sampler import RawPair
+from datamodules.pair_dataset import RawPair
 from trackers.nn.box_ops import hflip_frame_box_xywh
 
 
@@ -176,3 +176,74 @@ def test_pair_processor_sample_layout(frame: np.ndarray) -> None:
     c = 31 / 2 / 32
     assert torch.allclose(torch.minimum(sample["template_box"][:, 0], 1 - sample["template_box"][:, 0]),
                           torch.tensor(min(c, 1 - c)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Planned crops from encoded frames: reduced decoding, flips applied to crops, the reference pipeline.
+# ------------------------------------------------------------------------------------------------
+
+
+def _textured_jpeg(path, width: int = 331, height: int = 247):  # noqa: ANN001, ANN202 - Path -> EncodedFrame
+    """A smooth but structured JPEG (odd size, so reduced decodes round up)."""
+    from datamodules.readers.frames import EncodedFrame
+
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack([128 + 100 * np.sin(xx / 9.0) * np.cos(yy / 13.0), 255 * xx / width, 255 * yy / height], -1)
+    cv2.imwrite(str(path), np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return EncodedFrame(path)
+
+
+def test_header_size_and_reduced_decode_shapes(tmp_path) -> None:  # noqa: ANN001
+    frame = _textured_jpeg(tmp_path / "f.jpg")
+    assert frame.size == (331, 247) and frame.max_reduction == 8
+    for k in (1, 2, 4, 8):
+        assert frame.decode(k).shape == (math.ceil(247 / k), math.ceil(331 / k), 3)
+    cv2.imwrite(str(tmp_path / "f.png"), np.zeros((5, 7, 3), np.uint8))
+    from datamodules.readers.frames import EncodedFrame
+
+    png = EncodedFrame(tmp_path / "f.png")
+    assert png.size == (7, 5) and png.max_reduction == 1  # not a JPEG: full decode only
+
+
+@pytest.mark.parametrize("box", [[140.0, 100.0, 60.0, 50.0], [-20.0, 180.0, 70.0, 60.0], [290.0, 10.0, 50.0, 48.0]])
+def test_reduced_decoding_gives_nearly_the_full_resolution_crop(tmp_path, box: list[float]) -> None:  # noqa: ANN001
+    from datamodules.processing import crop_pixels, crop_window, decode_reduction
+
+    frame = _textured_jpeg(tmp_path / "f.jpg")
+    full = frame.decode(1)
+    window = crop_window(box, 4.0, *frame.size)
+    reference = crop_pixels(full, window, 48)
+    for k in (2, 4):
+        assert decode_reduction(window.size, 48) >= k  # these crops are downscaled at least 4x
+        reduced = crop_pixels(frame.decode(k), window, 48, reduction=k)
+        diff = np.abs(reduced.astype(np.float32) - reference.astype(np.float32))
+        assert diff.mean() < 2.0, (k, diff.mean())  # out of 255: same content, same place
+    assert decode_reduction(100, 64) == 1 and decode_reduction(130, 64) == 2 and decode_reduction(9999, 64, 4) == 4
+
+
+def test_planned_pipeline_equals_the_full_frame_reference(tmp_path) -> None:  # noqa: ANN001
+    """Flip/jitter/crop on crops == flip/jitter/crop on full frames, pixel for pixel, at full-resolution decode."""
+    from collections import Counter
+
+    from datamodules.benchmark import ReferencePairProcessor
+
+    frames = [_textured_jpeg(tmp_path / f"{i}.jpg", 331 - 20 * i, 247) for i in range(3)]
+    joint, crop_aug = JointAugmentation(grayscale_prob=0.0, hflip_prob=0.5), CropAugmentation()
+    template, search = CropSettings(32, 2.0), CropSettings(64, 4.0, 3.0, 0.25)
+    fast = PairProcessor(template, search, joint, crop_aug, max_decode_reduction=1)
+    slow = ReferencePairProcessor(template, search, joint, crop_aug, 16, Counter())
+    boxes = np.array([[60.0, 70.0, 40.0, 30.0], [5.0, 150.0, 45.0, 50.0], [250.0, 20.0, 39.0, 41.0]])
+    compared = 0
+    for seed in range(12):
+        pair = RawPair(frames[:2], boxes[:2], frames[2:], boxes[2:], "x", "y")
+        try:
+            a = fast(pair, np.random.default_rng(seed))
+        except InvalidSample:
+            with pytest.raises(InvalidSample):
+                slow(pair, np.random.default_rng(seed))
+            continue
+        b = slow(pair, np.random.default_rng(seed))
+        for key in ("template", "search", "template_box", "search_box", "template_mask", "search_mask"):
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=f"{key} differs (seed {seed})")
+        compared += 1
+    assert compared >= 8

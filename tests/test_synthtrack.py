@@ -21,6 +21,10 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
                             image_size=SIZE, seed=3)
 
 
+def _infos(reader) -> list:  # noqa: ANN001 - a SequenceReader
+    return [reader.sequence_info(i) for i in range(reader.num_sequences)]
+
+
 def _first_box_auc(info) -> float:  # noqa: ANN001 - a SequenceInfo
     """pytracking success AUC of repeating the first box: frame 0 perfect, absent frames misses."""
     gt = torch.from_numpy(info.boxes)
@@ -82,7 +86,7 @@ def test_reader_reads_boxes_flags_and_frames(synth_root: Path) -> None:
 
 def test_flags_mark_absent_frames_and_oov_boxes_are_zero(synth_root: Path) -> None:
     reader = build_reader("synthtrack", synth_root, "train")
-    infos = reader.preload()
+    infos = _infos(reader)
     assert all(info.visible[0] for info in infos)  # the first frame is never absent
     assert sum(int((~info.visible).sum()) for info in infos) > 0  # occlusion / out-of-view happen
     for i in range(reader.num_sequences):
@@ -100,7 +104,7 @@ def test_first_box_tracker_scores_low(synth_root: Path) -> None:
 
 def test_visible_boxes_lie_inside_the_frame(synth_root: Path) -> None:
     reader = build_reader("synthtrack", synth_root, "train")
-    for info in reader.preload():
+    for info in _infos(reader):
         b = info.boxes[info.visible]
         assert (b[:, :2] >= 0).all() and (b[:, 0] + b[:, 2] <= SIZE[0]).all() and (b[:, 1] + b[:, 3] <= SIZE[1]).all()
         assert (b[:, 2:] > 0).all()
@@ -128,3 +132,21 @@ def test_corrupt_frame_error_names_the_file(tmp_path: Path) -> None:
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(FrameReadError, match=str(bad)):
         reader.load_frames(0, [1])
+
+
+def test_got10k_layout_holds_the_same_sequences(tmp_path: Path) -> None:
+    lasot = write_synthtrack(tmp_path / "lasot", 2, 1, length=20, image_size=(64, 48), seed=5)
+    got = write_synthtrack(tmp_path / "got", 2, 1, length=20, image_size=(64, 48), seed=5, layout="got10k")
+    assert (got / "train" / "list.txt").read_text().split() == ["GOT-10k_Train_000001", "GOT-10k_Train_000002"]
+    assert (got / "val" / "list.txt").read_text().split() == ["GOT-10k_Val_000001"]
+    pairs = [(build_reader("synthtrack", lasot, "train"), build_reader("got10k", got / "train", None)),
+             (build_reader("synthtrack", lasot, "test"), build_reader("got10k", got / "val", None))]
+    for a, b in pairs:
+        assert a.num_sequences == b.num_sequences
+        for i in range(a.num_sequences):
+            np.testing.assert_array_equal(a.sequence_info(i).boxes, b.sequence_info(i).boxes)
+            np.testing.assert_array_equal(a.sequence_info(i).visible, b.sequence_info(i).visible)
+            assert a.sequence_class(i) == b.sequence_class(i)
+            np.testing.assert_array_equal(a.load_frames(i, [7])[0], b.load_frames(i, [7])[0])
+    with pytest.raises(ValueError, match="unknown SynthTrack layout"):
+        write_synthtrack(tmp_path / "x", 1, 0, length=4, layout="vot")

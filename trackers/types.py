@@ -19,6 +19,8 @@ class TrackingBatch(TypedDict, total=False):
     search_mask:     (B, Hs, Ws) bool, True on padding (optional).
     search_visible:  (B,) bool; False only for negative pairs of score-head training.
     dataset:         list[str] of the source dataset per sample (optional).
+    redraws:         (B,) int64, draws rejected before each sample (bad data, invalid crops; optional),
+                     summed per epoch by ``callbacks.data_health.DataHealthMonitor``.
     """
 
     template: Tensor
@@ -29,6 +31,7 @@ class TrackingBatch(TypedDict, total=False):
     search_mask: Tensor
     search_visible: Tensor
     dataset: list[str]
+    redraws: Tensor
 
 
 @dataclass

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+from datamodules.readers.annotation_files import AnnotationError
 from datamodules.readers.base import (
+    AnnotationIndex,
     DatasetRootError,
     FrameReadError,
     SequenceInfo,
@@ -13,35 +17,48 @@ from datamodules.readers.base import (
     read_rgb,
     require_root,
 )
+from datamodules.readers.coco import CocoReader
+from datamodules.readers.got10k import Got10kReader
 from datamodules.readers.lasot import LasotReader
+from datamodules.readers.trackingnet import TrackingNetReader
 
 __all__ = [
+    "AnnotationError",
+    "AnnotationIndex",
+    "CocoReader",
     "DatasetRootError",
     "FrameReadError",
+    "Got10kReader",
     "LasotReader",
+    "READER_TYPES",
     "SequenceInfo",
     "SequenceReader",
-    "READER_TYPES",
+    "TrackingNetReader",
     "build_reader",
     "read_rgb",
     "require_root",
 ]
 
 
-def _lasot(root: str | Path, split: str | None, split_file: str | Path | None, config_key: str) -> SequenceReader:
-    return LasotReader(root, split=split, split_file=split_file, config_key=config_key, name="lasot")
-
-
-def _synthtrack(root: str | Path, split: str | None, split_file: str | Path | None, config_key: str) -> SequenceReader:
+def _synthtrack(root: str | Path, split: str | None = "train", split_file: str | Path | None = None,
+                config_key: str = "", name: str = "synthtrack") -> SequenceReader:
+    """SynthTrack in the LaSOT layout; its own train/test lists replace LaSOT's."""
     from datamodules.synthtrack import split_file_path
 
     root_path = require_root(root, config_key)
     if split_file is None and split is not None:
         split_file = split_file_path(root_path, split)
-    return LasotReader(root_path, split=split, split_file=split_file, config_key=config_key, name="synthtrack")
+    return LasotReader(root_path, split=split, split_file=split_file, config_key=config_key, name=name)
 
 
-READER_TYPES: dict[str, Callable[..., SequenceReader]] = {"lasot": _lasot, "synthtrack": _synthtrack}
+READER_TYPES: dict[str, Callable[..., SequenceReader]] = {
+    "lasot": LasotReader,
+    "synthtrack": _synthtrack,
+    "got10k": Got10kReader,
+    "trackingnet": TrackingNetReader,
+    "coco": CocoReader,
+}
+_COMMON_ARGS = ("root", "split", "split_file", "config_key", "name")
 
 
 def build_reader(
@@ -50,10 +67,20 @@ def build_reader(
     split: str | None = "train",
     split_file: str | Path | None = None,
     config_key: str = "data.init_args.datasets[0].root",
+    options: dict[str, Any] | None = None,
 ) -> SequenceReader:
-    """Reader for a dataset ``type`` (lasot | synthtrack); a missing root fails naming ``config_key``."""
+    """Reader for a dataset ``type`` (see READER_TYPES); a missing root fails naming ``config_key``.
+
+    ``options`` are the reader's own settings (e.g. ``{min_size: 50}`` for coco).
+    """
+    spec_key = config_key.rsplit(".", 1)[0]
     factory = READER_TYPES.get(type)
     if factory is None:
-        key = config_key.rsplit(".", 1)[0] + ".type"
-        raise ValueError(f"unknown dataset type '{type}' at {key}: use one of {sorted(READER_TYPES)}")
-    return factory(root, split, split_file, config_key)
+        raise ValueError(f"unknown dataset type '{type}' at {spec_key}.type: use one of {sorted(READER_TYPES)}")
+    options = dict(options or {})
+    allowed = [p for p in inspect.signature(factory).parameters if p not in _COMMON_ARGS]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {type} options {unknown} at {spec_key}.options: "
+                         f"{'use one of ' + str(allowed) if allowed else 'this reader takes none'}")
+    return factory(root, split=split, split_file=split_file, config_key=config_key, **options)

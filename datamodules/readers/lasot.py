@@ -10,9 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
-from datamodules.readers.base import DatasetRootError, SequenceInfo, SequenceReader, require_root
+from datamodules.readers.annotation_files import read_boxes, read_flags, read_name_list
+from datamodules.readers.base import (
+    DatasetRootError,
+    ParsedSequence,
+    SequenceFolderReader,
+    SequenceInfo,
+    fit_flags,
+    require_root,
+    visibility,
+)
 
 GT_FILE = "groundtruth.txt"
 FULL_OCCLUSION_FILE = "full_occlusion.txt"
@@ -32,37 +39,25 @@ def sequence_class_name(sequence: str) -> str:
 
 
 def read_split_file(path: Path, config_key: str) -> list[str]:
-    if not path.is_file():
+    """Names of a split list; a missing list fails naming the config key that chose it."""
+    if not Path(path).is_file():
         raise DatasetRootError(f"split file '{path}' does not exist: set {config_key} to an existing split list")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return read_name_list(Path(path))
 
 
-def parse_number_file(path: Path, dtype: type = np.float64) -> np.ndarray:
-    """All numbers of a comma/whitespace separated text file, flattened (fast: no per-line parsing)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FileNotFoundError(f"cannot read annotation file '{path}': {exc.strerror}") from None
-    try:
-        return np.array(text.replace(",", " ").split(), dtype=np.float64).astype(dtype, copy=False)
-    except ValueError:
-        raise ValueError(f"annotation file '{path}' holds a non-numeric entry") from None
+def split_file_key(config_key: str) -> str:
+    """``data.init_args.datasets[0].root`` -> ``data.init_args.datasets[0].split_file``."""
+    return config_key.rsplit(".", 1)[0] + ".split_file"
 
 
-def fit_flags(flags: np.ndarray, length: int) -> np.ndarray:
-    """Flags resized to the GT length; frames lacking a flag count as absent (never sampled)."""
-    out = np.ones(length, dtype=bool)
-    n = min(length, flags.size)
-    out[:n] = flags[:n] != 0
-    return out
-
-
-class LasotReader(SequenceReader):
+class LasotReader(SequenceFolderReader):
     """LaSOT-layout dataset restricted to one split.
 
     ``split_file`` (one sequence name per line) wins; otherwise ``split`` 'train'/'test' selects the
     official protocol-II lists in data_specs; ``split=None`` takes every sequence folder under root.
     """
+
+    type_name = "lasot"
 
     def __init__(
         self,
@@ -72,51 +67,48 @@ class LasotReader(SequenceReader):
         config_key: str = "data.init_args.datasets[0].root",
         name: str = "lasot",
     ) -> None:
-        super().__init__()
-        self.name = name
-        self.root = require_root(root, config_key)
-        self.split = split
-        self._sequences = self._resolve_sequences(split, split_file, config_key)
-
-    def _resolve_sequences(self, split: str | None, split_file: str | Path | None, config_key: str) -> list[str]:
-        if split_file is None and split is None:
-            return sorted(p.parent.name for p in self.root.glob(f"*/*/{GT_FILE}"))
-        if split_file is None:
+        root_path = require_root(root, config_key)
+        if split_file is None and split is not None:
             split_file = data_specs_dir() / f"lasot_{split}_split.txt"
-        names = read_split_file(Path(split_file), config_key.rsplit(".", 1)[0] + ".split_file")
+        names = self._resolve_sequences(root_path, split_file, config_key)
+        super().__init__(root_path, split, None if split_file is None else Path(split_file), name, names)
+
+    @staticmethod
+    def _resolve_sequences(root: Path, split_file: str | Path | None, config_key: str) -> list[str]:
+        if split_file is None:
+            return sorted(p.parent.name for p in root.glob(f"*/*/{GT_FILE}"))
+        names = read_split_file(Path(split_file), split_file_key(config_key))
         for seq in names:
-            if not (self.root / sequence_class_name(seq) / seq).is_dir():
+            if not (root / sequence_class_name(seq) / seq).is_dir():
                 raise DatasetRootError(
-                    f"sequence '{seq}' listed in {split_file} is missing under '{self.root}': "
+                    f"sequence '{seq}' listed in {split_file} is missing under '{root}': "
                     f"set {config_key} to the folder holding the class folders"
                 )
         return names
 
-    @property
-    def num_sequences(self) -> int:
-        return len(self._sequences)
-
-    def sequence_name(self, i: int) -> str:
-        return self._sequences[i]
+    def sequence_dir(self, i: int) -> Path:
+        seq = self.names[i]
+        return self.root / sequence_class_name(seq) / seq
 
     def sequence_class(self, i: int) -> str:
-        return sequence_class_name(self._sequences[i])
-
-    def sequence_dir(self, i: int) -> Path:
-        seq = self._sequences[i]
-        return self.root / sequence_class_name(seq) / seq
+        return sequence_class_name(self.names[i])
 
     def frame_path(self, i: int, frame_id: int) -> Path:
         return self.sequence_dir(i) / IMAGE_DIR / f"{frame_id + 1:08d}.jpg"
 
-    def _read_sequence_info(self, i: int) -> SequenceInfo:
+    def annotation_files(self, i: int) -> list[Path]:
         seq_dir = self.sequence_dir(i)
-        values = parse_number_file(seq_dir / GT_FILE)
-        if values.size % 4:
-            raise ValueError(f"'{seq_dir / GT_FILE}' must hold 4 numbers (x,y,w,h) per line")
-        boxes = values.reshape(-1, 4)
-        length = boxes.shape[0]
-        occluded = fit_flags(parse_number_file(seq_dir / FULL_OCCLUSION_FILE, np.int64), length)
-        out_of_view = fit_flags(parse_number_file(seq_dir / OUT_OF_VIEW_FILE, np.int64), length)
-        valid = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        return SequenceInfo(boxes=boxes, valid=valid, visible=valid & ~occluded & ~out_of_view)
+        return [seq_dir / GT_FILE, seq_dir / FULL_OCCLUSION_FILE, seq_dir / OUT_OF_VIEW_FILE]
+
+    def parse_sequence(self, i: int) -> ParsedSequence:
+        gt_file, occlusion_file, out_of_view_file = self.annotation_files(i)
+        boxes = read_boxes(gt_file)
+        occlusion, out_of_view = read_flags(occlusion_file), read_flags(out_of_view_file)
+        length = len(boxes)
+        note = ""
+        if occlusion.size != length or out_of_view.size != length:
+            note = (f"{length} lines in '{gt_file}' but {occlusion.size} / {out_of_view.size} occlusion / "
+                    "out-of-view flags: frames without a flag count as absent")
+        hidden = fit_flags(occlusion, length) | fit_flags(out_of_view, length)
+        valid, visible = visibility(boxes, hidden)
+        return ParsedSequence(SequenceInfo(boxes, valid, visible), sequence_class_name(self.names[i]), note)

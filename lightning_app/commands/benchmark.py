@@ -17,17 +17,16 @@ import torch
 
 from lightning_app.config_loading import build_model_from_configs
 from trackers.errors import SetupError
-from trackers.evaluation.speed import SpeedReport, speed_report
+from trackers.evaluation.speed import SpeedReport, resolve_device, speed_report
 from trackers.inference.online import CropTracker
 
 
 def _per_frame_call(module, device: torch.device):
     """The network call a tracker makes per frame (template work cached at initialisation)."""
+    module.to(device).eval()  # before build_tracker: trackers cache device tensors (e.g. the CE template mask)
     tracker = module.build_tracker()
     if not isinstance(tracker, CropTracker):
         raise SetupError(f"{type(module).__name__} has no network to benchmark")
-    tracker.network.to(device).eval()
-    tracker.device = device
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8)
     tracker.initialize(frame, np.array([280.0, 200.0, 80.0, 60.0]))
@@ -88,8 +87,11 @@ def main(argv: list[str]) -> int:
     entries = ([args.config] if args.config else []) + [c.split(",") for c in args.compare]
     if not entries:
         parser.error("give --config and/or --compare")
-    reports = benchmark_model(entries, torch.device(args.device), args.warmup, args.iters)
+    if args.iters < 1 or args.warmup < 0:
+        raise SetupError(f"--iters must be >= 1 and --warmup >= 0, got {args.iters} and {args.warmup}")
+    reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters)
     print(format_table(reports))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.as_dict() for r in reports], indent=2))
     return 0

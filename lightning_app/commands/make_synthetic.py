@@ -1,11 +1,11 @@
-"""`lightning make-synthetic`: write SynthTrack, the embedded benchmark, in the LaSOT layout."""
+"""`lightning make-synthetic`: write SynthTrack, the embedded benchmark, in the LaSOT (or GOT-10k) layout."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from datamodules.synthtrack import write_synthtrack
+from datamodules.synthtrack import LAYOUTS, write_synthtrack
 
 
 def main(argv: list[str]) -> int:
@@ -17,10 +17,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=LAYOUTS, default="lasot",
+                        help="lasot: reader type synthtrack; got10k: train/ and val/ folders for reader type got10k")
     args = parser.parse_args(argv)
     root = write_synthtrack(
         args.out, num_train=args.num_train, num_test=args.num_test, length=args.length,
-        image_size=(args.width, args.height), seed=args.seed,
+        image_size=(args.width, args.height), seed=args.seed, layout=args.layout,
     )
     print(f"SynthTrack written to {root}")
     return 0

@@ -7,12 +7,21 @@
 
 A chain is a YAML under ``configs/pipelines/`` (or any path): a ``root`` folder and a list of
 stages, each with its experiment ``config`` and ``inputs`` mapping config keys to earlier stages,
-e.g. ``{model.init_args.teacher_checkpoint: b_stage1}``. Each stage is an ordinary
-``lightning fit`` in its own process (so DDP launches per stage), logging under
-``<root>/<stage>``; when it ends it writes ``<root>/<stage>/final.ckpt`` and a ``stage.json``
-record. Finished stages are reused on the next call when they were made with the same configs;
+e.g. ``{model.init_args.teacher_checkpoint: b_stage1}``. A stage may name ``presets``: fragments
+that follow a given ``--config`` file (matched by resolved path) for that stage only, e.g. what
+``cpu_smoke.yaml`` cannot shrink generically (a teacher's width, the number of bins).
+
+Each stage is an ordinary ``lightning fit`` in its own process (so DDP launches per stage),
+logging under ``<root>/<stage>``; when it ends it writes ``<root>/<stage>/final.ckpt`` and a
+``stage.json`` record. Then the stage's model is evaluated: ``lightning test --ckpt_path
+<root>/<stage>/final.ckpt`` (results under ``<root>/<stage>/results``; finished sequences are not
+tracked again) and the per-frame network call is timed in this process; a table of every stage's
+AUC, precision and speed ends the run (``--no-eval`` skips this). A failed evaluation is reported
+in the table, never stops the chain.
+
+Finished stages are reused on the next call when they were made with the same configs;
 ``--use STAGE=PATH`` replaces a stage by any checkpoint (a Lightning ``.ckpt`` or an official
-``.pth.tar``) and ``--rerun STAGE`` runs it again.
+``.pth.tar``; such a stage is not evaluated) and ``--rerun STAGE`` runs it again.
 """
 
 from __future__ import annotations
@@ -20,20 +29,30 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import yaml
 
 from trackers.errors import MissingFileError, SetupError
+from trackers.evaluation.speed import SpeedReport
+from trackers.methods.base import METRICS_FILE
 
 PIPELINES_DIR = Path("configs/pipelines")
 FINAL_CHECKPOINT = "final.ckpt"
 STAGE_RECORD = "stage.json"
+RESULTS_DIR = "results"
+TABLE_SCORES = ("AUC", "Precision", "NormPrecision")
+# Latency of the per-frame call (benchmark model's protocol, fewer calls: it runs after every stage).
+LATENCY_WARMUP, LATENCY_ITERS = 10, 50
+
+Runner = Callable[[list[str]], int]
 
 
 class StageCheckpoint(L.Callback):
@@ -52,6 +71,19 @@ class Stage:
     config: str
     inputs: dict[str, str] = field(default_factory=dict)  # config key -> earlier stage name
     configs: tuple[str, ...] = ()  # extra fragments of this stage
+    presets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # preset path -> fragments following it
+
+    def config_files(self, extra_configs: Sequence[str] = ()) -> list[str]:
+        """The experiment, then each fragment directly followed by this stage's companions of it."""
+        companions = {_resolved(preset): fragments for preset, fragments in self.presets.items()}
+        files = [self.config]
+        for cfg in (*self.configs, *extra_configs):
+            files += [cfg, *companions.get(_resolved(cfg), ())]
+        return files
+
+
+def _resolved(path: str) -> Path:
+    return Path(path).expanduser().resolve()
 
 
 @dataclass(frozen=True)
@@ -76,9 +108,7 @@ def load_chain(name_or_path: str) -> Chain:
         known = sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml")) if PIPELINES_DIR.is_dir() else []
         raise MissingFileError(f"pipeline {name_or_path!r}: {path} not found; known chains: {', '.join(known) or 'none'}")
     data = yaml.safe_load(path.read_text()) or {}
-    stages = tuple(
-        Stage(s["name"], s["config"], dict(s.get("inputs") or {}), tuple(s.get("configs") or ())) for s in data.get("stages", [])
-    )
+    stages = tuple(_stage(s, path) for s in data.get("stages", []))
     if not stages:
         raise SetupError(f"{path}: no stages listed under 'stages'")
     seen: set[str] = set()
@@ -90,18 +120,74 @@ def load_chain(name_or_path: str) -> Chain:
     return Chain(path.stem, Path(data.get("root", f"outputs/{path.stem}")), stages)
 
 
-def stage_command(
-    stage: Stage, inputs: dict[str, str], extra_configs: Sequence[str], stage_dir: Path, extra_args: Sequence[str] = ()
-) -> list[str]:
-    """The ``lightning fit`` command line of one stage (also what ``--dry-run`` prints)."""
-    cmd = [sys.executable, "-m", "lightning_app.cli", "fit", "--config", stage.config]
-    for cfg in (*stage.configs, *extra_configs):
-        cmd += ["--config", cfg]
-    cmd += [f"--trainer.default_root_dir={stage_dir}"]
-    cmd += [f"--{key}={path}" for key, path in inputs.items()]
-    cmd += [f"--trainer.callbacks+={StageCheckpoint.__module__}.{StageCheckpoint.__name__}"]
-    cmd += [f"--trainer.callbacks.path={stage_dir / FINAL_CHECKPOINT}"]
-    return cmd + list(extra_args)
+def _stage(entry: dict[str, Any], path: Path) -> Stage:
+    presets = entry.get("presets") or {}
+    if not isinstance(presets, dict) or not all(isinstance(v, list) for v in presets.values()):
+        raise SetupError(f"{path}: stage {entry.get('name')!r}: 'presets' maps a preset path to a list of fragments")
+    return Stage(
+        entry["name"],
+        entry["config"],
+        dict(entry.get("inputs") or {}),
+        tuple(entry.get("configs") or ()),
+        {preset: tuple(fragments) for preset, fragments in presets.items()},
+    )
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """One stage as run and evaluated: its composed configs, its inputs (checkpoints) and its folder."""
+
+    name: str
+    configs: tuple[str, ...]
+    inputs: dict[str, str]  # config key -> checkpoint path
+    stage_dir: Path
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.stage_dir / FINAL_CHECKPOINT
+
+    @property
+    def results_dir(self) -> Path:
+        return self.stage_dir / RESULTS_DIR
+
+    def _command(self, subcommand: str) -> list[str]:
+        cmd = [sys.executable, "-m", "lightning_app.cli", subcommand]
+        for cfg in self.configs:
+            cmd += ["--config", cfg]
+        cmd += [f"--trainer.default_root_dir={self.stage_dir}"]
+        return cmd + [f"--{key}={path}" for key, path in self.inputs.items()]
+
+    def fit_command(self) -> list[str]:
+        """The ``lightning fit`` command line of the stage (also what ``--dry-run`` prints)."""
+        cmd = self._command("fit")
+        cmd += [f"--trainer.callbacks+={StageCheckpoint.__module__}.{StageCheckpoint.__name__}"]
+        cmd += [f"--trainer.callbacks.path={self.checkpoint}"]
+        return cmd + list(self.extra_args)
+
+    def test_command(self) -> list[str]:
+        """``lightning test`` of the stage's final checkpoint, results under the stage folder."""
+        cmd = self._command("test") + [f"--model.init_args.results_dir={self.results_dir}"]
+        return cmd + list(self.extra_args) + [f"--ckpt_path={self.checkpoint}"]
+
+
+@dataclass
+class StageEval:
+    """What the summary shows of one stage's model; ``notes`` say why a figure is missing."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    speed: SpeedReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChainRun:
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    evaluations: dict[str, StageEval] = field(default_factory=dict)
+
+
+class NoTracker(Exception):
+    """The stage's module has no online tracker: nothing to test or time."""
 
 
 def _record(command: Sequence[str], checkpoint: Path) -> dict:
@@ -117,45 +203,60 @@ def run_chain(
     until: str | None = None,
     extra_args: Sequence[str] = (),
     dry_run: bool = False,
-    runner: Callable[[list[str]], int] = lambda cmd: subprocess.call(cmd),
-) -> dict[str, str]:
-    """Run (or reuse) the stages in order; returns each stage's checkpoint."""
-    stage_configs, use = stage_configs or {}, use or {}
+    evaluate: bool = True,
+    runner: Runner = lambda cmd: subprocess.call(cmd),
+    measure: Callable[[StageJob], SpeedReport] | None = None,
+) -> ChainRun:
+    """Run (or reuse) the stages in order, evaluating each; ``measure`` times a stage's model (default: here)."""
+    stage_configs, use, measure = stage_configs or {}, use or {}, measure or measure_speed
     for name in [*stage_configs, *use, *rerun, *([until] if until else [])]:
         chain.stage(name)
-    outputs: dict[str, str] = {}
+    run = ChainRun()
     for stage in chain.stages:
         if stage.name in use:
-            outputs[stage.name] = _existing(use[stage.name], f"--use {stage.name}=...")
-            print(f"[pipeline] {stage.name}: using {outputs[stage.name]}")
+            run.checkpoints[stage.name] = _existing(use[stage.name], f"--use {stage.name}=...")
+            print(f"[pipeline] {stage.name}: using {run.checkpoints[stage.name]}")
+            if evaluate and not dry_run:
+                run.evaluations[stage.name] = StageEval(notes=["given checkpoint, not evaluated"])
         else:
-            stage_dir = chain.root / stage.name
-            inputs = {key: outputs[src] for key, src in stage.inputs.items()}
-            cmd = stage_command(stage, inputs, [*stage_configs.get(stage.name, []), *extra_configs], stage_dir, extra_args)
-            checkpoint = stage_dir / FINAL_CHECKPOINT
-            record_path = stage_dir / STAGE_RECORD
+            job = StageJob(
+                stage.name,
+                tuple(stage.config_files([*stage_configs.get(stage.name, []), *extra_configs])),
+                {key: run.checkpoints[src] for key, src in stage.inputs.items()},
+                chain.root / stage.name,
+                tuple(extra_args),
+            )
+            record_path = job.stage_dir / STAGE_RECORD
             if not dry_run and stage.name not in rerun and record_path.is_file():
-                outputs[stage.name] = _reuse(stage.name, record_path, _record(cmd, checkpoint))
-                print(f"[pipeline] {stage.name}: done before, reusing {outputs[stage.name]}")
+                run.checkpoints[stage.name] = _reuse(stage.name, record_path, _record(job.fit_command(), job.checkpoint))
+                print(f"[pipeline] {stage.name}: done before, reusing {run.checkpoints[stage.name]}")
             else:
-                print(f"[pipeline] {stage.name}: {shlex.join(cmd)}", flush=True)
+                print(f"[pipeline] {stage.name}: {shlex.join(job.fit_command())}", flush=True)
                 if not dry_run:
-                    _run_stage(stage.name, cmd, checkpoint, record_path, runner)
-                outputs[stage.name] = str(checkpoint)
+                    _run_stage(job, record_path, runner)
+                run.checkpoints[stage.name] = str(job.checkpoint)
+            if evaluate and dry_run:
+                print(f"[pipeline] {stage.name} (evaluation): {shlex.join(job.test_command())}")
+            elif evaluate:
+                run.evaluations[stage.name] = evaluate_stage(job, runner, measure)
+                print(f"[pipeline] {stage.name}: {stage_summary(run.evaluations[stage.name])}", flush=True)
         if stage.name == until:
             break
-    return outputs
+    return run
 
 
-def _run_stage(name: str, cmd: list[str], checkpoint: Path, record_path: Path, runner: Callable[[list[str]], int]) -> None:
-    checkpoint.unlink(missing_ok=True)
+def _run_stage(job: StageJob, record_path: Path, runner: Runner) -> None:
+    cmd = job.fit_command()
+    for stale in (job.checkpoint, record_path):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(job.results_dir, ignore_errors=True)  # results of the previous checkpoint would be resumed
     code = runner(cmd)
     if code != 0:
-        raise SetupError(f"pipeline stage {name!r} failed (exit status {code}); fix it and run the pipeline again")
-    if not checkpoint.is_file():
-        raise SetupError(f"pipeline stage {name!r} ended without writing {checkpoint}")
+        raise SetupError(f"pipeline stage {job.name!r} failed (exit status {code}); fix it and run the pipeline again")
+    if not job.checkpoint.is_file():
+        raise SetupError(f"pipeline stage {job.name!r} ended without writing {job.checkpoint}")
     record_path.parent.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps(_record(cmd, checkpoint), indent=2))
+    record_path.write_text(json.dumps(_record(cmd, job.checkpoint), indent=2))
 
 
 def _reuse(name: str, record_path: Path, expected: dict) -> str:
@@ -172,6 +273,134 @@ def _existing(path: str, source: str) -> str:
     if not Path(path).is_file():
         raise MissingFileError(f"{source}: checkpoint {path} does not exist")
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation of a finished stage
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate_stage(job: StageJob, runner: Runner, measure: Callable[[StageJob], SpeedReport]) -> StageEval:
+    """Speed, then OPE scores; any failure becomes a note, so the chain and its table go on."""
+    result = StageEval()
+    try:
+        result.speed = measure(job)
+    except NoTracker:
+        result.notes.append("no tracker")
+        return result
+    except Exception as err:  # noqa: BLE001 - reported in the table, the stage's training still stands
+        result.notes.append(f"latency failed: {_one_line(err)}")
+    try:
+        result.scores = run_test(job, runner)
+    except Exception as err:  # noqa: BLE001 - as above
+        result.notes.append(f"test failed: {_one_line(err)}")
+    return result
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def run_test(job: StageJob, runner: Runner) -> dict[str, float]:
+    """``lightning test`` in its own process; the scores come from the ``metrics.json`` it writes."""
+    for stale in job.results_dir.glob(f"*/*/{METRICS_FILE}"):
+        stale.unlink()
+    code = runner(job.test_command())
+    if code != 0:
+        raise SetupError(f"lightning test exited with status {code} (its output is above)")
+    written = sorted(job.results_dir.glob(f"*/*/{METRICS_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not written:
+        raise SetupError(f"lightning test wrote no {METRICS_FILE} under {job.results_dir}")
+    return headline_scores(json.loads(written[-1].read_text()))
+
+
+def headline_scores(record: Mapping[str, Any]) -> dict[str, float]:
+    """AUC / Precision / NormPrecision of a test's metrics record, pytracking's convention first."""
+    metrics = record.get("metrics") or {}
+    for scores in [metrics.get("pytracking") or {}, *metrics.values()]:
+        found = {k: float(scores[k]) for k in TABLE_SCORES if k in scores}
+        if found:
+            return found
+    raise SetupError(f"no local scores for benchmark {record.get('benchmark')!r} (scored by its server)")
+
+
+def measure_speed(job: StageJob) -> SpeedReport:
+    """Params and batch-1 latency of the stage's trained network, as `lightning benchmark model` measures them."""
+    import torch
+
+    from lightning_app.commands.benchmark import _per_frame_call
+    from lightning_app.config_loading import build_model_from_configs
+    from trackers.evaluation.speed import resolve_device, speed_report
+    from trackers.methods.base import TrackingModule
+
+    module = build_model_from_configs(list(job.configs), model_overrides(job.inputs, job.extra_args))
+    if type(module).build_tracker is TrackingModule.build_tracker:
+        raise NoTracker(job.name)
+    checkpoint = torch.load(job.checkpoint, map_location="cpu", weights_only=False)  # written by this pipeline
+    module.on_load_checkpoint(checkpoint)  # as `--ckpt_path` restores: e.g. a depth-pruned student first drops blocks
+    module.load_state_dict(checkpoint["state_dict"])
+    device = resolve_device("cuda" if torch.cuda.is_available() else "cpu")
+    network, call = _per_frame_call(module, device)
+    report = speed_report(job.name, network, call, device, LATENCY_WARMUP, LATENCY_ITERS)
+    del module, network, call
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the next stage's training gets the memory back
+    return report
+
+
+def model_overrides(inputs: Mapping[str, str], extra_args: Sequence[str]) -> dict[str, Any]:
+    """The ``model`` section changes that the command line makes: the inputs and any ``--model.*`` argument."""
+    pairs: list[tuple[str, Any]] = list(inputs.items())
+    args = list(extra_args)
+    for i, arg in enumerate(args):
+        if not arg.startswith("--model."):
+            continue
+        key, sep, value = arg[2:].partition("=")
+        if not sep:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        pairs.append((key, yaml.safe_load(value)))
+    overrides: dict[str, Any] = {}
+    for key, value in pairs:
+        head, *path = key.split(".")
+        if head != "model" or not path:
+            continue
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return overrides
+
+
+def _figure(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def stage_summary(result: StageEval) -> str:
+    """One line per finished stage."""
+    scores = "  ".join(f"{k} {result.scores[k]:.2f}" for k in TABLE_SCORES if k in result.scores) or "AUC -"
+    speed = result.speed
+    timing = f"{speed.latency_ms_median:.2f} ms ({speed.fps:.1f} FPS), {speed.params_m:.3f} M params" if speed else "latency -"
+    return "  ".join([scores, timing, *result.notes])
+
+
+def format_summary(evaluations: Mapping[str, StageEval]) -> str:
+    """The end-of-chain table: OPE scores and speed of every stage's model."""
+    header = (f"{'stage':<14} {'AUC':>7} {'Precision':>10} {'NormPrecision':>14} {'latency ms':>11} {'FPS':>8}"
+              f" {'params(M)':>10}  note")
+    rows = [header, "-" * len(header)]
+    for name, result in evaluations.items():
+        s, speed = result.scores, result.speed
+        rows.append(
+            f"{name:<14} {_figure(s.get('AUC'), 2):>7} {_figure(s.get('Precision'), 2):>10}"
+            f" {_figure(s.get('NormPrecision'), 2):>14}"
+            f" {_figure(speed and speed.latency_ms_median, 2):>11} {_figure(speed and speed.fps, 1):>8}"
+            f" {_figure(speed and speed.params_m, 3):>10}  {'; '.join(result.notes)}".rstrip()
+        )
+    devices = sorted({r.speed.device for r in evaluations.values() if r.speed})
+    if devices:
+        rows.append(f"latency: median of {LATENCY_ITERS} batch-1 per-frame calls on {', '.join(devices)}")
+    return "\n".join(rows)
 
 
 def _pairs(values: Sequence[str], flag: str) -> list[tuple[str, str]]:
@@ -196,6 +425,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rerun", action="append", default=[], metavar="STAGE", help="run a finished stage again")
     parser.add_argument("--until", metavar="STAGE", help="stop after this stage")
     parser.add_argument("--root", type=Path, help="output folder of the chain (default: the chain's root)")
+    parser.add_argument("--no-eval", action="store_true", help="do not test and time each stage's model")
     parser.add_argument("--dry-run", action="store_true", help="print the stage commands only")
     args = parser.parse_args(argv)
     chain = load_chain(args.chain)
@@ -204,7 +434,7 @@ def main(argv: list[str]) -> int:
     stage_configs: dict[str, list[str]] = {}
     for name, path in _pairs(args.stage_config, "--stage-config"):
         stage_configs.setdefault(name, []).append(path)
-    outputs = run_chain(
+    run = run_chain(
         chain,
         extra_configs=args.config,
         stage_configs=stage_configs,
@@ -213,8 +443,11 @@ def main(argv: list[str]) -> int:
         until=args.until,
         extra_args=extra_args,
         dry_run=args.dry_run,
+        evaluate=not args.no_eval,
     )
     if not args.dry_run:
-        last = list(outputs)[-1]
-        print(f"[pipeline] {chain.name}: finished; {last} -> {outputs[last]}")
+        last = list(run.checkpoints)[-1]
+        print(f"[pipeline] {chain.name}: finished; {last} -> {run.checkpoints[last]}")
+        if run.evaluations:
+            print(format_summary(run.evaluations))
     return 0

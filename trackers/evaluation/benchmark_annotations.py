@@ -4,6 +4,8 @@ LaSOT layout (``<root>/<class>/<class>-<k>/`` or flat ``<root>/<seq>/``): ground
 full_occlusion / out_of_view flag lines (spec tracking_ecosystem §1.1). GOT-10k layout
 (``<root>/<seq>/``): groundtruth.txt, cover.label, meta_info.ini (§1.2). Image sizes, needed only by
 the got10k protocol's clipping, come from image_sizes.json, meta_info.ini or the first image header.
+The files are parsed by the training readers' parsers (``datamodules.readers.annotation_files``),
+so a malformed line is reported the same way (file and line) everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from datamodules.readers.annotation_files import read_boxes, read_flags, read_key_values
 
 DATASET_LAYOUTS = ("lasot", "got10k")
 FULL_COVER = 8  # GOT-10k cover label of a fully visible target (eighths)
@@ -36,11 +40,12 @@ class SequenceAnnotation:
 
 def read_flag_line(path: Path) -> np.ndarray:
     """A LaSOT flag file: one line of comma-separated 0/1."""
-    return np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=1).reshape(-1)
+    return read_flags(path)
 
 
 def read_groundtruth(path: Path) -> np.ndarray:
-    return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2).reshape(-1, 4)
+    """(L, 4) float64 ``x,y,w,h`` lines."""
+    return read_boxes(path)
 
 
 def load_lasot_sequence(seq_dir: Path, image_size: tuple[int, int] | None = None) -> SequenceAnnotation:
@@ -60,7 +65,7 @@ def load_got10k_sequence(seq_dir: Path, image_size: tuple[int, int] | None = Non
     seq_dir = Path(seq_dir)
     boxes = read_groundtruth(seq_dir / "groundtruth.txt")
     cover_file = seq_dir / "cover.label"
-    cover = np.loadtxt(cover_file, dtype=np.int64, ndmin=1) if cover_file.exists() else None
+    cover = read_flags(cover_file) if cover_file.exists() else None
     size = image_size or _meta_info_resolution(seq_dir / "meta_info.ini") or _first_image_size(seq_dir)
     return SequenceAnnotation(seq_dir.name, boxes, None, cover, size)
 
@@ -101,12 +106,11 @@ def _meta_info_resolution(path: Path) -> tuple[int, int] | None:
     """``resolution: (W, H)`` of a GOT-10k meta_info.ini."""
     if not path.exists():
         return None
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "resolution":
-            w, h = ast.literal_eval(value.strip())
-            return int(w), int(h)
-    return None
+    value = read_key_values(path).get("resolution")
+    if value is None:
+        return None
+    w, h = ast.literal_eval(value)
+    return int(w), int(h)
 
 
 def _first_image_size(folder: Path) -> tuple[int, int] | None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 from trackers.evaluation.ope_metrics import OPEMetric, build_ope_metric
+from trackers.evaluation.result_files import (
+    export_lasot_toolkit,
+    pack_got10k_submission,
+    pack_trackingnet_submission,
+)
 
 # benchmark reader type -> [(convention, metric options)]
 BENCHMARK_PROTOCOLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
@@ -21,6 +28,25 @@ BENCHMARK_PROTOCOLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "got10k_test": [],
     "trackingnet": [],
 }
+
+
+def benchmark_key(reader_type: str, split: str | None = None, root: str | None = None) -> str:
+    """The protocol name of a test benchmark: GOT-10k's val and test sets are scored differently."""
+    if reader_type == "got10k":
+        part = split or (Path(root).name if root else "")
+        return "got10k_test" if part == "test" else "got10k_val"
+    return reader_type
+
+
+def export_official_results(benchmark: str, raw_dir: Path, tracker_name: str) -> Path | None:
+    """Write the benchmark's official submission / toolkit files next to the raw results."""
+    if benchmark in ("got10k_val", "got10k_test"):
+        return pack_got10k_submission(raw_dir, raw_dir.parent / f"{tracker_name}_got10k_submission.zip")
+    if benchmark == "trackingnet":
+        return pack_trackingnet_submission(raw_dir, raw_dir.parent / f"{tracker_name}_trackingnet_submission.zip")
+    if benchmark in ("lasot", "lasot_extension", "synthtrack"):
+        return export_lasot_toolkit(raw_dir, raw_dir.parent / "lasot_toolkit", tracker_name)
+    return None
 
 
 def metrics_for(benchmark: str) -> dict[str, OPEMetric]:

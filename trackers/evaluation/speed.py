@@ -14,7 +14,10 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+from trackers.errors import SetupError
 
 
 @dataclass
@@ -30,6 +33,34 @@ class SpeedReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """The ``--device`` of a tool, refused in one line when CUDA is asked for and absent."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SetupError(f"--device {name!r} is not a torch device; pass cpu or cuda (cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SetupError(f"--device {name} but no CUDA GPU is visible; pass --device cpu")
+    return device
+
+
+def _register_cpu_attention_flops() -> None:
+    """On CPU, ``scaled_dot_product_attention`` runs ``_scaled_dot_product_flash_attention_for_cpu``;
+    torch releases whose flop counter lacks a formula for it would count attention as 0 FLOPs on CPU
+    only. Register torch's own SDPA formula there so CPU and GPU counts agree."""
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    register = getattr(flop_counter, "register_flop_formula", None)
+    if op is None or register is None or op in flop_counter.flop_registry:
+        return
+
+    @register(op)
+    def _cpu_flash_attention_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001, ANN002, ANN003
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_register_cpu_attention_flops()
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -7,6 +7,8 @@ synced across DDP ranks) and the result files live here once.
 
 from __future__ import annotations
 
+import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,12 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from torch import nn
 
-from trackers.evaluation.protocols import metrics_for
+from trackers.evaluation.protocols import benchmark_key, export_official_results, metrics_for
 from trackers.evaluation.result_files import read_raw_results, write_raw_results
 from trackers.inference.online import OnlineTracker
 from trackers.inference.ope import SequenceRun, run_sequence
+
+METRICS_FILE = "metrics.json"  # the test scores, next to the raw results
 
 
 class TrackingModule(L.LightningModule):
@@ -38,6 +42,18 @@ class TrackingModule(L.LightningModule):
         self.resume_results = resume_results
         self.tracker_name = tracker_name
         self.test_metrics = nn.ModuleDict()
+
+    EVALUATION_ARGS = ("tracker", "results_dir", "resume_results", "tracker_name")
+
+    def save_training_hyperparameters(self, *ignore: str) -> None:
+        """``save_hyperparameters`` without the networks and the test-time arguments.
+
+        LightningCLI re-applies a checkpoint's hyper-parameters over the command line when
+        ``--ckpt_path`` is given; test-time settings (search factor, result folder, tracker name)
+        must stay what the user asks for at test time.
+        """
+        frame = inspect.currentframe().f_back  # the subclass __init__ whose arguments are saved
+        self.save_hyperparameters(ignore=[*ignore, *self.EVALUATION_ARGS], frame=frame)
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -63,7 +79,9 @@ class TrackingModule(L.LightningModule):
 
     def _benchmark(self) -> str:
         spec = getattr(getattr(self.trainer, "datamodule", None), "test", None)
-        return getattr(spec, "type", "lasot")
+        if spec is None:
+            return "lasot"
+        return benchmark_key(spec.type, spec.split, spec.root)
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics = nn.ModuleDict(metrics_for(self._benchmark())).to(self.device)
@@ -83,8 +101,18 @@ class TrackingModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         name = self.tracker_name or self._tracker.name
+        all_scores: dict[str, dict[str, float]] = {}
         for convention, metric in self.test_metrics.items():
             scores = {k: float(v) for k, v in metric.compute().items()}  # synced across ranks by torchmetrics
+            all_scores[convention] = scores
             self.log_dict({f"test/{convention}/{k}": v for k, v in scores.items()}, rank_zero_only=True)
             summary = "  ".join(f"{k}={v:.2f}" for k, v in scores.items())
             rank_zero_info(f"[{name}] {self._benchmark()} ({convention}): {summary}")
+        self.trainer.strategy.barrier()  # every rank's result files are written
+        if self.trainer.is_global_zero:
+            raw_dir = self._result_dir(self._benchmark(), self._tracker)
+            raw_dir.mkdir(parents=True, exist_ok=True)  # tools (`lightning pipeline`) read the scores from here
+            record = {"benchmark": self._benchmark(), "tracker": name, "metrics": all_scores}
+            (raw_dir / METRICS_FILE).write_text(json.dumps(record, indent=2))
+            exported = export_official_results(self._benchmark(), raw_dir, name)
+            rank_zero_info(f"[{name}] raw results in {raw_dir}" + (f"; official format in {exported}" if exported else ""))

@@ -242,7 +242,7 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
             network, teacher, teacher_checkpoint, teacher_stage, FeaturePairs(), loss_weights, optimizer, tracker,
             results_dir, resume_results, tracker_name,
         )  # fmt: skip
-        self.save_hyperparameters(ignore=["network", "teacher"])
+        self.save_training_hyperparameters("network", "teacher")
         if teacher.feat_size != network.num_bins:
             raise SetupError(
                 f"model.init_args.network.init_args.num_bins is {network.num_bins} but the teacher's corner maps are "
@@ -305,7 +305,7 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
             network, teacher, teacher_checkpoint, teacher_stage, feature_pairs, loss_weights, optimizer, tracker,
             results_dir, resume_results, tracker_name,
         )  # fmt: skip
-        self.save_hyperparameters(ignore=["network", "teacher"])
+        self.save_training_hyperparameters("network", "teacher")
         if teacher.num_bins != network.num_bins:
             raise SetupError(
                 f"student num_bins {network.num_bins} != teacher num_bins {teacher.num_bins}: the logit KL compares "
@@ -386,7 +386,7 @@ class ScoreHeadTraining(TrackingModule):
         path = require_checkpoint(init_checkpoint, INIT_CHECKPOINT_KEY, init_stage)
         if not network.has_score_head:
             raise SetupError("model.init_args.network.init_args.score_head must be true for score-head training")
-        self.save_hyperparameters(ignore=["network"])
+        self.save_training_hyperparameters("network")
         self.network = network
         self.loss_weights = loss_weights
         self.optimizer_config = optimizer

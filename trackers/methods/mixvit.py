@@ -89,7 +89,7 @@ class MixViTTraining(TrackingModule):
         tracker_name: str | None = None,
     ) -> None:
         super().__init__(results_dir=results_dir, resume_results=resume_results, tracker_name=tracker_name)
-        self.save_hyperparameters(ignore=["network"])
+        self.save_training_hyperparameters("network")
         self.network = network
         self.loss_weights = loss_weights
         self.optimizer_config = optimizer

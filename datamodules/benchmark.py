@@ -1,0 +1,226 @@
+"""`lightning benchmark data`: samples/s per worker of the pair pipeline against a straightforward reference.
+
+Both pipelines run in ONE process on the SAME samples: the same sample keys, hence the same frame
+ids, joint roll, jitter and per-crop rolls (the random decisions are drawn in the same order).
+The reference does what a first implementation (and upstream) would: decode every full frame with
+OpenCV, convert it to RGB, apply grayscale/flip to the full frames, pad the full frame (SiamFC-style:
+by the largest pad the window needs, only when it leaves the frame), crop, zero the upstream ``+1``
+border, resize, resize the full 2-D padding mask, then brightness/flip/normalise float tensors.
+The pipeline under test plans crops from the JPEG headers, decodes each frame once at a
+reduced scale when its crops allow, and works on crops only. Throughput is CPU time of this
+single-threaded process (OpenCV and torch limited to one thread), i.e. samples/s per DataLoader
+worker, robust to other jobs sharing the machine. The outputs are compared too: boxes must agree
+exactly, pixels closely (reduced-scale decoding and grayscale rounding differ slightly).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from datamodules.augmentation import CropAugmentation, JointAugmentation
+from datamodules.pair_dataset import PairDataset, RawPair
+from datamodules.processing import (
+    CropSettings,
+    InvalidSample,
+    PairProcessor,
+    crop_is_valid,
+    crop_window,
+    jitter_box,
+)
+from datamodules.readers.frames import FrameReadError, as_frame
+from trackers.errors import SetupError
+from trackers.nn.box_ops import frame_box_to_crop, hflip_crop_box_cxcywh
+
+WARMUP_SAMPLES = 5
+DATAMODULE_CLASS = "datamodules.datamodule.TrackingDataModule"
+
+
+class ReferencePairProcessor:
+    """The straightforward pipeline (full-frame decode, full-frame augment, pad the full frame, crop, resize)."""
+
+    def __init__(self, template: CropSettings, search: CropSettings, joint: JointAugmentation,
+                 per_crop: CropAugmentation, mask_stride: int, frame_sizes: Counter) -> None:
+        self.template, self.search, self.joint, self.per_crop = template, search, joint, per_crop
+        self.mask_stride, self.frame_sizes = mask_stride, frame_sizes
+        self.mean = torch.tensor(per_crop.mean)[:, None, None]
+        self.std = torch.tensor(per_crop.std)[:, None, None]
+
+    def __call__(self, pair: RawPair, rng: np.random.Generator) -> dict:
+        n_t = len(pair.template_frames)
+        decoded: dict[int, np.ndarray] = {}
+        for f in pair.template_frames + pair.search_frames:
+            if id(f) not in decoded:
+                decoded[id(f)] = _upstream_load(f.path) if hasattr(f, "path") else as_frame(f).decode(1)
+                self.frame_sizes[decoded[id(f)].shape[1::-1]] += 1
+        frames = [decoded[id(f)] for f in pair.template_frames + pair.search_frames]
+        frames, boxes = self.joint(frames, np.concatenate([pair.template_boxes, pair.search_boxes]), rng)
+        settings = [self.template] * n_t + [self.search]
+        crops = []
+        for frame, box, s in zip(frames, boxes, settings, strict=True):
+            jittered = jitter_box(box, s.center_jitter, s.scale_jitter, rng)
+            image, mask, size = self._crop(frame, jittered, s)
+            if not crop_is_valid(mask, self.mask_stride):
+                raise InvalidSample("crop lies entirely in the padding")
+            crops.append((image, mask, frame_box_to_crop(box, jittered, s.size / size, s.size)))
+        images, masks, crop_boxes = zip(*(self._augment(*c, rng) for c in crops), strict=True)
+        return {"template": torch.stack(images[:n_t]), "template_box": torch.stack(crop_boxes[:n_t]),
+                "template_mask": torch.stack(masks[:n_t]), "search": images[n_t], "search_box": crop_boxes[n_t],
+                "search_mask": masks[n_t], "search_visible": torch.tensor(pair.search_visible),
+                "dataset": pair.dataset}
+
+    @staticmethod
+    def _crop(frame: np.ndarray, box: np.ndarray, s: CropSettings) -> tuple[np.ndarray, np.ndarray, int]:
+        height, width = frame.shape[:2]
+        w = crop_window(box, s.factor, width, height)
+        pad = max(0, w.left, w.top, w.right, w.bottom)  # SiamFC-style: pad the whole frame only when needed
+        padded = frame if not pad else cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        crop = padded[w.y1 + pad : w.y1 + pad + w.size, w.x1 + pad : w.x1 + pad + w.size].copy()
+        mask = np.ones((w.size, w.size), np.float32)
+        mask[w.top : w.size - w.bottom, w.left : w.size - w.right] = 0.0
+        crop[mask != 0] = 0  # the upstream +1: the last row/column becomes padding
+        image = cv2.resize(crop, (s.size, s.size), interpolation=cv2.INTER_LINEAR)
+        return image, cv2.resize(mask, (s.size, s.size), interpolation=cv2.INTER_LINEAR) != 0, w.size
+
+    def _augment(self, crop: np.ndarray, mask: np.ndarray, box: np.ndarray,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        beta, flip = self.per_crop.roll(rng)
+        image = (torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0 * beta).clamp(0.0, 1.0)
+        mask_t, box_t = torch.from_numpy(mask), torch.as_tensor(box, dtype=torch.float32)
+        if flip:
+            image, mask_t, box_t = image.flip(-1), mask_t.flip(-1), hflip_crop_box_cxcywh(box_t)
+        return (image - self.mean) / self.std, mask_t, box_t
+
+
+def _upstream_load(path: Path) -> np.ndarray:
+    """Upstream's frame loader: OpenCV decode to BGR, then a full-frame BGR->RGB conversion."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise FrameReadError(f"cannot decode frame '{path}'")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class DataBenchmarkResult:
+    """Figures of one data benchmark run (CPU seconds of one process for the same samples)."""
+
+    configs: list[str]
+    num_samples: int
+    template: str
+    search: str
+    frame_sizes: dict[str, int]
+    pipeline_seconds: float
+    reference_seconds: float
+    decode_reductions: dict[str, int] = field(default_factory=dict)
+    box_max_abs_diff: float = 0.0
+    pixel_mean_abs_diff: float = 0.0
+    redraws: int = 0
+
+    @property
+    def pipeline_rate(self) -> float:
+        return self.num_samples / self.pipeline_seconds
+
+    @property
+    def reference_rate(self) -> float:
+        return self.num_samples / self.reference_seconds
+
+    @property
+    def speedup(self) -> float:
+        return self.reference_seconds / self.pipeline_seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "pipeline_samples_per_s": self.pipeline_rate,
+                "reference_samples_per_s": self.reference_rate, "speedup": self.speedup}
+
+    def table(self) -> str:
+        rows = [
+            f"data pipeline benchmark: {' + '.join(self.configs)}",
+            f"{self.num_samples} samples; templates {self.template}; search {self.search}; frames (WxH: count) "
+            + ", ".join(f"{k}: {v}" for k, v in self.frame_sizes.items()),
+            f"{'pipeline':<44} {'samples/s/worker':>16} {'ms/sample':>10} {'speed-up':>9}",
+            f"{'reference (full decode, full-frame pad)':<44} {self.reference_rate:>16.1f} "
+            f"{1e3 / self.reference_rate:>10.2f} {1.0:>8.2f}x",
+            f"{'DistilTrack (planned crops, reduced decode)':<44} {self.pipeline_rate:>16.1f} "
+            f"{1e3 / self.pipeline_rate:>10.2f} {self.speedup:>8.2f}x",
+            "frame decodes per reduction: " + ", ".join(f"1/{k}: {v}" for k, v in self.decode_reductions.items()),
+            f"same samples: max |box difference| {self.box_max_abs_diff:.2e}, mean |pixel difference| "
+            f"{self.pixel_mean_abs_diff:.2f} / 255; {self.redraws} redraws",
+            "CPU time of one single-threaded process, both pipelines interleaved in this run",
+        ]
+        return "\n".join(rows)
+
+
+def build_datamodule(config_paths: list[str]):  # noqa: ANN201 - a TrackingDataModule
+    """The data module of the composed configs' ``data`` section, parsed as LightningCLI parses it."""
+    from jsonargparse import ArgumentParser
+
+    from datamodules.datamodule import TrackingDataModule
+    from lightning_app.config_loading import merged_section
+
+    section = merged_section(config_paths, "data")
+    if section is None:
+        raise SetupError(f"no 'data' section in {', '.join(map(str, config_paths))}")
+    section = {"class_path": DATAMODULE_CLASS, **section}
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(TrackingDataModule, "data")
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
+    return instantiate(parser.parse_object({"data": section})).data
+
+
+def run_data_benchmark(config_paths: list[str], num_samples: int) -> DataBenchmarkResult:
+    """Time ``num_samples`` training samples through the pipeline and the reference, interleaved."""
+    dm = build_datamodule(config_paths)
+    dataset = dm.build_train_set()
+    processor: PairProcessor = dataset.process
+    frame_sizes: Counter = Counter()
+    reference = ReferencePairProcessor(dm.template, dm.search, dm.joint, dm.train_crop_aug, dm.mask_stride,
+                                       frame_sizes)
+    threads = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    try:
+        for key in range(WARMUP_SAMPLES):
+            dataset.sample(key, processor)
+            dataset.sample(key, reference)
+        processor.decode_counts.clear()
+        frame_sizes.clear()
+        seconds = {"pipeline": 0.0, "reference": 0.0}
+        box_diff, pixel_diffs, redraws = 0.0, [], 0
+        for key in range(WARMUP_SAMPLES, WARMUP_SAMPLES + num_samples):
+            order = [("pipeline", processor), ("reference", reference)]
+            outputs = {}
+            for name, process in order if key % 2 else order[::-1]:
+                start = time.process_time()
+                outputs[name], n = dataset.sample(key, process)
+                seconds[name] += time.process_time() - start
+            redraws += n
+            box_diff, pixel_diff = _compare(outputs["pipeline"], outputs["reference"], box_diff, dm.train_crop_aug)
+            pixel_diffs.append(pixel_diff)
+    finally:
+        cv2.setNumThreads(threads[0])
+        torch.set_num_threads(threads[1])
+    t, s = dm.template, dm.search
+    return DataBenchmarkResult(
+        configs=[Path(c).as_posix() for c in config_paths], num_samples=num_samples,
+        template=f"{t.number} x {t.size} @ {t.factor}", search=f"{s.size} @ {s.factor}",
+        frame_sizes={f"{w}x{h}": n for (w, h), n in sorted(frame_sizes.items())},
+        pipeline_seconds=seconds["pipeline"], reference_seconds=seconds["reference"],
+        decode_reductions={str(k): processor.decode_counts[k] for k in sorted(processor.decode_counts)},
+        box_max_abs_diff=box_diff, pixel_mean_abs_diff=float(np.mean(pixel_diffs)), redraws=redraws,
+    )
+
+
+def _compare(a: dict, b: dict, box_diff: float, aug: CropAugmentation) -> tuple[float, float]:
+    """(running max |box difference|, mean |pixel difference| in 0..255) of two samples."""
+    for key in ("template_box", "search_box"):
+        box_diff = max(box_diff, float((a[key] - b[key]).abs().max()))
+    std = torch.tensor(aug.std)[:, None, None] * 255.0  # normalised units -> 0..255
+    crops = [(a["search"], b["search"]), *zip(a["template"], b["template"], strict=True)]
+    return box_diff, float(np.mean([float(((x - y) * std).abs().mean()) for x, y in crops]))

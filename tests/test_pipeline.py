@@ -1,0 +1,244 @@
+"""`lightning pipeline`: stage order, checkpoint passing, preset companions, reuse, evaluation and its table.
+
+`lightning fit` / `lightning test` are replaced by a fake runner that writes what they would write
+(the stage checkpoint, the test's metrics.json); no network is trained here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lightning_app.commands.pipeline import (
+    Chain,
+    Stage,
+    StageEval,
+    format_summary,
+    headline_scores,
+    load_chain,
+    model_overrides,
+    run_chain,
+)
+from trackers.errors import SetupError
+from trackers.evaluation.speed import SpeedReport
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _arg(cmd: list[str], flag: str) -> str:
+    return next(a.split("=", 1)[1] for a in cmd if a.startswith(f"{flag}="))
+
+
+def _configs(cmd: list[str]) -> list[str]:
+    return [cmd[i + 1] for i, a in enumerate(cmd) if a == "--config"]
+
+
+class FakeLightning:
+    """Stands in for the `lightning fit` / `lightning test` subprocesses of the stages."""
+
+    def __init__(self, failing_tests: tuple[str, ...] = ()) -> None:
+        self.calls: list[list[str]] = []
+        self.failing_tests = failing_tests
+
+    def __call__(self, cmd: list[str]) -> int:
+        self.calls.append(cmd)
+        stage = Path(_arg(cmd, "--trainer.default_root_dir")).name
+        if cmd[3] == "fit":
+            out = Path(_arg(cmd, "--trainer.callbacks.path"))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(b"ckpt")
+            return 0
+        if stage in self.failing_tests:
+            return 1
+        raw = Path(_arg(cmd, "--model.init_args.results_dir")) / "synthtrack" / "tiny"
+        raw.mkdir(parents=True, exist_ok=True)
+        auc = 10.0 * (len(self.calls))  # a different score per call
+        scores = {"AUC": auc, "OP50": 1.0, "Precision": auc + 1, "NormPrecision": auc + 2}
+        (raw / "metrics.json").write_text(json.dumps({"benchmark": "synthtrack", "metrics": {"pytracking": scores}}))
+        return 0
+
+    def stages(self, subcommand: str) -> list[str]:
+        return [Path(_arg(c, "--trainer.default_root_dir")).name for c in self.calls if c[3] == subcommand]
+
+
+def fake_speed(job) -> SpeedReport:  # noqa: ANN001
+    return SpeedReport(job.name, params_m=1.5, gflops=0.2, gmacs=0.1, latency_ms_median=4.0, latency_ms_p90=5.0,
+                       fps=250.0, device="cpu")
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Chain:
+    return Chain(
+        "toy",
+        tmp_path / "root",
+        (
+            Stage("a", "a.yaml"),
+            Stage("b", "b.yaml", {"model.init_args.teacher_checkpoint": "a"}),
+            Stage("c", "c.yaml", {"model.init_args.init_checkpoint": "b"}),
+        ),
+    )
+
+
+def test_stages_run_in_order_each_fed_by_the_previous_checkpoint_then_evaluated(chain):
+    fake = FakeLightning()
+    run = run_chain(chain, extra_configs=["smoke.yaml"], runner=fake, measure=fake_speed)
+    assert [(c[3], Path(_arg(c, "--trainer.default_root_dir")).name) for c in fake.calls] == [
+        ("fit", "a"), ("test", "a"), ("fit", "b"), ("test", "b"), ("fit", "c"), ("test", "c"),
+    ]  # fmt: skip
+    fit_b, test_b = fake.calls[2], fake.calls[3]
+    assert _arg(fit_b, "--model.init_args.teacher_checkpoint") == run.checkpoints["a"] == str(chain.root / "a/final.ckpt")
+    assert _arg(fake.calls[4], "--model.init_args.init_checkpoint") == run.checkpoints["b"]
+    assert _configs(fit_b) == _configs(test_b) == ["b.yaml", "smoke.yaml"]
+    assert _arg(test_b, "--model.init_args.teacher_checkpoint") == run.checkpoints["a"]  # a student needs its teacher
+    assert _arg(test_b, "--ckpt_path") == run.checkpoints["b"]
+    assert _arg(test_b, "--model.init_args.results_dir") == str(chain.root / "b" / "results")
+    assert not any(a.startswith("--trainer.callbacks") for a in test_b)
+    assert json.loads((chain.root / "b" / "stage.json").read_text())["checkpoint"] == run.checkpoints["b"]
+    assert run.evaluations["b"].scores == {"AUC": 40.0, "Precision": 41.0, "NormPrecision": 42.0}
+    assert run.evaluations["b"].speed.fps == 250.0 and run.evaluations["b"].notes == []
+
+
+def test_until_stops_and_no_eval_skips_evaluation(chain):
+    fake = FakeLightning()
+    run = run_chain(chain, until="b", evaluate=False, runner=fake, measure=fake_speed)
+    assert fake.stages("fit") == ["a", "b"] and fake.stages("test") == []
+    assert list(run.checkpoints) == ["a", "b"] and run.evaluations == {}
+
+
+def test_use_replaces_a_stage_by_an_official_checkpoint(chain, tmp_path):
+    official = tmp_path / "mixformer_vit_base_online.pth.tar"
+    official.write_bytes(b"x")
+    fake = FakeLightning()
+    run = run_chain(chain, use={"a": str(official)}, runner=fake, measure=fake_speed)
+    assert fake.stages("fit") == ["b", "c"] and fake.stages("test") == ["b", "c"]
+    assert _arg(fake.calls[0], "--model.init_args.teacher_checkpoint") == str(official)
+    assert run.evaluations["a"].notes == ["given checkpoint, not evaluated"] and run.evaluations["a"].speed is None
+    with pytest.raises(SetupError, match="does not exist"):
+        run_chain(chain, use={"a": str(tmp_path / "missing.pth.tar")}, runner=fake, measure=fake_speed)
+    with pytest.raises(SetupError, match="no stage 'z'"):
+        run_chain(chain, use={"z": str(official)}, runner=fake, measure=fake_speed)
+
+
+def test_finished_stages_are_reused_rerun_on_request_and_refused_when_made_otherwise(chain):
+    fake = FakeLightning()
+    first = run_chain(chain, extra_configs=["smoke.yaml"], runner=fake, measure=fake_speed)
+    stale = chain.root / "b" / "results" / "synthtrack" / "tiny" / "seq-1.txt"
+    stale.write_text("1 2 3 4\n")
+    fake.calls.clear()
+    again = run_chain(chain, extra_configs=["smoke.yaml"], runner=fake, measure=fake_speed)
+    assert again.checkpoints == first.checkpoints
+    assert fake.stages("fit") == [] and fake.stages("test") == ["a", "b", "c"]  # reused, still evaluated
+    assert stale.is_file()  # the test resumes from the same checkpoint's results
+    fake.calls.clear()
+    run_chain(chain, extra_configs=["smoke.yaml"], rerun=["b"], runner=fake, measure=fake_speed)
+    assert fake.stages("fit") == ["b"]
+    assert not stale.exists()  # results of the replaced checkpoint are not resumed
+    with pytest.raises(SetupError, match="other configs"):
+        run_chain(chain, runner=fake, measure=fake_speed)
+
+
+def test_failed_training_stops_the_chain_and_is_not_recorded(chain):
+    def runner(cmd: list[str]) -> int:
+        return 1 if Path(_arg(cmd, "--trainer.default_root_dir")).name == "b" else FakeLightning()(cmd)
+
+    with pytest.raises(SetupError, match="stage 'b' failed"):
+        run_chain(chain, runner=runner, measure=fake_speed)
+    assert (chain.root / "a" / "stage.json").is_file() and not (chain.root / "b" / "stage.json").exists()
+
+
+def test_evaluation_failures_are_reported_and_the_chain_goes_on(chain):
+    def speed(job) -> SpeedReport:  # noqa: ANN001
+        if job.name == "c":
+            raise RuntimeError("size mismatch for network.blocks.0\nmore detail")
+        return fake_speed(job)
+
+    run = run_chain(chain, runner=FakeLightning(failing_tests=("b",)), measure=speed)
+    assert list(run.checkpoints) == ["a", "b", "c"]
+    assert run.evaluations["b"].scores == {} and "exited with status 1" in run.evaluations["b"].notes[0]
+    assert run.evaluations["c"].speed is None and run.evaluations["c"].scores["AUC"] > 0
+    assert run.evaluations["c"].notes == ["latency failed: RuntimeError: size mismatch for network.blocks.0"]
+    table = format_summary(run.evaluations).splitlines()
+    assert "test failed" in table[3] and "latency failed" in table[4]
+
+
+def test_companion_fragments_follow_their_preset_matched_by_resolved_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "presets").mkdir()
+    stage = Stage("b", "b.yaml", configs=("always.yaml",), presets={"presets/smoke.yaml": ("presets/smoke_b.yaml",)})
+    assert stage.config_files(["first.yaml", "./presets/../presets/smoke.yaml", "last.yaml"]) == [
+        "b.yaml", "always.yaml", "first.yaml", "./presets/../presets/smoke.yaml", "presets/smoke_b.yaml", "last.yaml",
+    ]  # fmt: skip
+    assert stage.config_files([str(tmp_path / "presets" / "smoke.yaml")])[-1] == "presets/smoke_b.yaml"
+    assert stage.config_files(["presets/other.yaml"]) == ["b.yaml", "always.yaml", "presets/other.yaml"]
+
+    chain = Chain("toy", tmp_path / "root", (Stage("a", "a.yaml"), stage))
+    fake = FakeLightning()
+    run_chain(chain, stage_configs={"b": ["presets/smoke.yaml"]}, runner=fake, measure=fake_speed)
+    assert [_configs(c) for c in fake.calls] == [
+        ["a.yaml"], ["a.yaml"],
+        ["b.yaml", "always.yaml", "presets/smoke.yaml", "presets/smoke_b.yaml"],
+        ["b.yaml", "always.yaml", "presets/smoke.yaml", "presets/smoke_b.yaml"],
+    ]  # fmt: skip
+
+
+def test_chain_yaml_presets_are_read_and_checked(tmp_path):
+    path = tmp_path / "chain.yaml"
+    path.write_text(
+        "stages:\n"
+        "  - {name: a, config: a.yaml}\n"
+        "  - {name: b, config: b.yaml, inputs: {model.init_args.teacher_checkpoint: a},\n"
+        "     presets: {p.yaml: [p_b.yaml]}}\n"
+    )
+    assert load_chain(str(path)).stage("b").presets == {"p.yaml": ("p_b.yaml",)}
+    path.write_text("stages:\n  - {name: a, config: a.yaml, presets: {p.yaml: p_b.yaml}}\n")
+    with pytest.raises(SetupError, match="presets"):
+        load_chain(str(path))
+    path.write_text("stages:\n  - {name: a, config: a.yaml, inputs: {model.init_args.teacher_checkpoint: b}}\n")
+    with pytest.raises(SetupError, match="not an earlier stage"):
+        load_chain(str(path))
+
+
+@pytest.mark.parametrize("name", ["mixformerv2_b", "mixformerv2_s"])
+def test_shipped_chains_name_existing_configs_and_cpu_smoke_companions(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    chain = load_chain(name)
+    smoke = "configs/presets/cpu_smoke.yaml"
+    for stage in chain.stages:
+        files = stage.config_files([smoke])
+        assert all((REPO / f).is_file() for f in files), files
+        assert files[:2] == [stage.config, smoke]
+        if stage.name != "mixvit_b":  # cpu_smoke alone shrinks the MixViT teacher run
+            assert len(files) == 3 and files[2].startswith("configs/presets/cpu_smoke_mixformerv2/")
+
+
+def test_summary_table_from_given_metrics():
+    speed = SpeedReport("b", params_m=0.52, gflops=0.3, gmacs=0.15, latency_ms_median=3.214, latency_ms_p90=4.0,
+                        fps=311.1, device="cpu")
+    table = format_summary({
+        "a": StageEval({"AUC": 61.234, "Precision": 60.0, "NormPrecision": 70.5}, speed),
+        "b": StageEval(notes=["given checkpoint, not evaluated"]),
+    }).splitlines()
+    assert table[0].split() == ["stage", "AUC", "Precision", "NormPrecision", "latency", "ms", "FPS", "params(M)", "note"]
+    assert table[2].split() == ["a", "61.23", "60.00", "70.50", "3.21", "311.1", "0.520"]
+    assert table[3].split()[:7] == ["b", "-", "-", "-", "-", "-", "-"] and table[3].endswith("not evaluated")
+    assert "cpu" in table[-1]
+
+
+def test_headline_scores_prefer_pytracking_and_refuse_server_scored_benchmarks():
+    record = {"metrics": {"got10k": {"AO": 50.0}, "pytracking": {"AUC": 55.0, "Precision": 50.0, "OP50": 1.0}}}
+    assert headline_scores(record) == {"AUC": 55.0, "Precision": 50.0}
+    with pytest.raises(SetupError, match="got10k_test"):
+        headline_scores({"benchmark": "got10k_test", "metrics": {}})
+
+
+def test_model_overrides_carry_inputs_and_model_arguments_only():
+    overrides = model_overrides(
+        {"model.init_args.teacher_checkpoint": "t.ckpt", "data.init_args.x": "y"},
+        ["--trainer.max_epochs", "2", "--model.init_args.network.init_args.depth=2",
+         "--model.init_args.loss_weights.logit", "1.5"],
+    )
+    assert overrides == {"init_args": {
+        "teacher_checkpoint": "t.ckpt", "network": {"init_args": {"depth": 2}}, "loss_weights": {"logit": 1.5},
+    }}  # fmt: skip
