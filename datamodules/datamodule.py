@@ -69,6 +69,7 @@ class TestBenchmark:
     split: str | None = "test"
     max_sequences: int | None = None
     split_file: str | None = None
+    options: dict[str, Any] | None = None  # reader settings, e.g. UAV123's {frame_ranges: file}
 
 
 OSTRACK_256_TEMPLATE = TemplateCrop(size=128, factor=2.0)
@@ -153,7 +154,7 @@ class TrackingDataModule(L.LightningDataModule):
             if self.test is None:
                 raise ValueError("no test benchmark configured: set data.init_args.test (type, root, split)")
             reader = build_reader(self.test.type, self.test.root, self.test.split, self.test.split_file,
-                                  config_key="data.init_args.test.root")
+                                  config_key="data.init_args.test.root", options=self.test.options)
             self.test_set = EvalSequenceDataset(reader, self.test.max_sequences)
 
     def check_roots(self, stage: str) -> None:

@@ -10,9 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lightning_app.commands.pipeline import (
     Chain,
+    NoTracker,
     Stage,
     StageEval,
     format_summary,
@@ -88,7 +90,8 @@ def test_stages_run_in_order_each_fed_by_the_previous_checkpoint_then_evaluated(
         ("fit", "a"), ("test", "a"), ("fit", "b"), ("test", "b"), ("fit", "c"), ("test", "c"),
     ]  # fmt: skip
     fit_b, test_b = fake.calls[2], fake.calls[3]
-    assert _arg(fit_b, "--model.init_args.teacher_checkpoint") == run.checkpoints["a"] == str(chain.root / "a/final.ckpt")
+    assert run.checkpoints["a"] == str(chain.root / "a" / "final.ckpt")
+    assert _arg(fit_b, "--model.init_args.teacher_checkpoint") == run.checkpoints["a"]
     assert _arg(fake.calls[4], "--model.init_args.init_checkpoint") == run.checkpoints["b"]
     assert _configs(fit_b) == _configs(test_b) == ["b.yaml", "smoke.yaml"]
     assert _arg(test_b, "--model.init_args.teacher_checkpoint") == run.checkpoints["a"]  # a student needs its teacher
@@ -163,6 +166,19 @@ def test_evaluation_failures_are_reported_and_the_chain_goes_on(chain):
     assert "test failed" in table[3] and "latency failed" in table[4]
 
 
+def test_a_stage_without_tracker_is_neither_timed_nor_tested(chain):
+    def speed(job) -> SpeedReport:  # noqa: ANN001
+        if job.name == "a":
+            raise NoTracker(job.name)
+        return fake_speed(job)
+
+    fake = FakeLightning()
+    run = run_chain(chain, runner=fake, measure=speed)
+    assert fake.stages("test") == ["b", "c"]
+    assert run.evaluations["a"].notes == ["no tracker"] and run.evaluations["a"].scores == {}
+    assert format_summary(run.evaluations).splitlines()[2].split() == ["a", *"-" * 6, "no", "tracker"]
+
+
 def test_companion_fragments_follow_their_preset_matched_by_resolved_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "presets").mkdir()
@@ -213,6 +229,23 @@ def test_shipped_chains_name_existing_configs_and_cpu_smoke_companions(name, mon
             assert len(files) == 3 and files[2].startswith("configs/presets/cpu_smoke_mixformerv2/")
 
 
+@pytest.mark.parametrize("fragment, experiment", [("b_depth8", "mixformerv2_b"), ("s_depth4", "mixformerv2_s_depth4")])
+def test_smoke_callback_lists_mirror_their_experiment(fragment, experiment):
+    """A fragment's list replaces the experiment's: it must keep every callback, only LayerDecay's schedule shrinks."""
+    def callbacks(path: str) -> list[dict]:
+        return yaml.safe_load((REPO / path).read_text())["trainer"]["callbacks"]
+
+    ours = callbacks(f"configs/presets/cpu_smoke_mixformerv2/{fragment}.yaml")
+    theirs = [c for c in callbacks(f"configs/{experiment}.yaml")
+              if not str((c.get("init_args") or {}).get("filename", "")).startswith("snapshot")]
+    assert [c["class_path"] for c in ours] == [c["class_path"] for c in theirs]
+    for mine, original in zip(ours, theirs):
+        if mine["class_path"].endswith("LayerDecay"):
+            assert mine["init_args"]["blocks"] == original["init_args"]["blocks"]
+        else:
+            assert mine.get("init_args") == original.get("init_args"), mine["class_path"]
+
+
 def test_summary_table_from_given_metrics():
     speed = SpeedReport("b", params_m=0.52, gflops=0.3, gmacs=0.15, latency_ms_median=3.214, latency_ms_p90=4.0,
                         fps=311.1, device="cpu")
@@ -220,7 +253,8 @@ def test_summary_table_from_given_metrics():
         "a": StageEval({"AUC": 61.234, "Precision": 60.0, "NormPrecision": 70.5}, speed),
         "b": StageEval(notes=["given checkpoint, not evaluated"]),
     }).splitlines()
-    assert table[0].split() == ["stage", "AUC", "Precision", "NormPrecision", "latency", "ms", "FPS", "params(M)", "note"]
+    assert table[0].split() == ["stage", "AUC", "Precision", "NormPrecision", "latency", "ms", "FPS", "params(M)",
+                                "note"]
     assert table[2].split() == ["a", "61.23", "60.00", "70.50", "3.21", "311.1", "0.520"]
     assert table[3].split()[:7] == ["b", "-", "-", "-", "-", "-", "-"] and table[3].endswith("not evaluated")
     assert "cpu" in table[-1]

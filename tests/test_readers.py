@@ -38,7 +38,7 @@ def _frame_level(reader, i: int, frame_id: int) -> int:  # noqa: ANN001 - a Sequ
 
 
 def test_registry_knows_every_dataset_type() -> None:
-    assert set(READER_TYPES) == {"lasot", "synthtrack", "got10k", "trackingnet", "coco"}
+    assert set(READER_TYPES) == {"lasot", "synthtrack", "got10k", "trackingnet", "coco", "lasot_extension", "uav123"}
 
 
 def test_lasot_frames_boxes_and_flags(tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ from datamodules.readers.base import (
 from datamodules.readers.coco import CocoReader
 from datamodules.readers.got10k import Got10kReader
 from datamodules.readers.lasot import LasotReader
+from datamodules.readers.lasot_extension import LasotExtensionReader
 from datamodules.readers.trackingnet import TrackingNetReader
+from datamodules.readers.uav123 import Uav123Reader
 
 __all__ = [
     "AnnotationError",
@@ -29,11 +31,13 @@ __all__ = [
     "DatasetRootError",
     "FrameReadError",
     "Got10kReader",
+    "LasotExtensionReader",
     "LasotReader",
     "READER_TYPES",
     "SequenceInfo",
     "SequenceReader",
     "TrackingNetReader",
+    "Uav123Reader",
     "build_reader",
     "read_rgb",
     "require_root",
@@ -57,6 +61,8 @@ READER_TYPES: dict[str, Callable[..., SequenceReader]] = {
     "got10k": Got10kReader,
     "trackingnet": TrackingNetReader,
     "coco": CocoReader,
+    "lasot_extension": LasotExtensionReader,
+    "uav123": Uav123Reader,
 }
 _COMMON_ARGS = ("root", "split", "split_file", "config_key", "name")
 

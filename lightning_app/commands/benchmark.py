@@ -21,7 +21,7 @@ from trackers.evaluation.speed import SpeedReport, resolve_device, speed_report
 from trackers.inference.online import CropTracker
 
 
-def _per_frame_call(module, device: torch.device):
+def per_frame_call(module, device: torch.device):
     """The network call a tracker makes per frame (template work cached at initialisation)."""
     module.to(device).eval()  # before build_tracker: trackers cache device tensors (e.g. the CE template mask)
     tracker = module.build_tracker()
@@ -38,7 +38,7 @@ def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int,
     reports = []
     for configs in entries:
         module = build_model_from_configs(configs)
-        network, call = _per_frame_call(module, device)
+        network, call = per_frame_call(module, device)
         name = " + ".join(Path(c).stem for c in configs)
         reports.append(speed_report(name, network, call, device, warmup, iters))
     return reports

@@ -228,7 +228,8 @@ def run_chain(
             )
             record_path = job.stage_dir / STAGE_RECORD
             if not dry_run and stage.name not in rerun and record_path.is_file():
-                run.checkpoints[stage.name] = _reuse(stage.name, record_path, _record(job.fit_command(), job.checkpoint))
+                expected = _record(job.fit_command(), job.checkpoint)
+                run.checkpoints[stage.name] = _reuse(stage.name, record_path, expected)
                 print(f"[pipeline] {stage.name}: done before, reusing {run.checkpoints[stage.name]}")
             else:
                 print(f"[pipeline] {stage.name}: {shlex.join(job.fit_command())}", flush=True)
@@ -329,7 +330,7 @@ def measure_speed(job: StageJob) -> SpeedReport:
     """Params and batch-1 latency of the stage's trained network, as `lightning benchmark model` measures them."""
     import torch
 
-    from lightning_app.commands.benchmark import _per_frame_call
+    from lightning_app.commands.benchmark import per_frame_call
     from lightning_app.config_loading import build_model_from_configs
     from trackers.evaluation.speed import resolve_device, speed_report
     from trackers.methods.base import TrackingModule
@@ -341,7 +342,7 @@ def measure_speed(job: StageJob) -> SpeedReport:
     module.on_load_checkpoint(checkpoint)  # as `--ckpt_path` restores: e.g. a depth-pruned student first drops blocks
     module.load_state_dict(checkpoint["state_dict"])
     device = resolve_device("cuda" if torch.cuda.is_available() else "cpu")
-    network, call = _per_frame_call(module, device)
+    network, call = per_frame_call(module, device)
     report = speed_report(job.name, network, call, device, LATENCY_WARMUP, LATENCY_ITERS)
     del module, network, call
     if device.type == "cuda":
@@ -380,7 +381,9 @@ def stage_summary(result: StageEval) -> str:
     """One line per finished stage."""
     scores = "  ".join(f"{k} {result.scores[k]:.2f}" for k in TABLE_SCORES if k in result.scores) or "AUC -"
     speed = result.speed
-    timing = f"{speed.latency_ms_median:.2f} ms ({speed.fps:.1f} FPS), {speed.params_m:.3f} M params" if speed else "latency -"
+    timing = "latency -"
+    if speed is not None:
+        timing = f"{speed.latency_ms_median:.2f} ms ({speed.fps:.1f} FPS), {speed.params_m:.3f} M params"
     return "  ".join([scores, timing, *result.notes])
 
 

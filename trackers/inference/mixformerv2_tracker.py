@@ -25,7 +25,7 @@ from trackers.inference.online import CropTracker
 
 def _official_update_intervals() -> dict[str, int]:
     """MixFormerV2-B's per-benchmark intervals (test yaml); benchmarks not listed use ``update_interval``."""
-    return {"lasot": 200, "got10k": 10, "trackingnet": 25, "vot20": 10, "vot20lt": 200}
+    return {"lasot": 200, "got10k_test": 10, "trackingnet": 25, "vot20": 10, "vot20lt": 200}
 
 
 @dataclass

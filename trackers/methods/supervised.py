@@ -112,6 +112,15 @@ class SupervisedTracking(TrackingModule):
         losses = self.compute_losses(self(batch), batch)
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=batch["search"].shape[0])
 
+    # The keep rate training ended with is part of the trained model: a run stopped before the
+    # candidate-elimination warm-up finished must not be evaluated with eliminations it never saw.
+    # After the official schedule the stored rate equals the configured ratio, as in the official tracker.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ce_keep_rate"] = self.ce_keep_rate
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.ce_keep_rate = checkpoint.get("ce_keep_rate")
+
     def configure_optimizers(self):
         return build_optimizer(self.network, self.optimizer_config)
 
@@ -126,5 +135,6 @@ class SupervisedTracking(TrackingModule):
             cfg.search_size,
             cfg.search_factor,
             use_window=cfg.use_window,
+            ce_keep_rate=self.ce_keep_rate,
             name=type(self.network).__name__.lower(),
         )

@@ -32,7 +32,7 @@ from trackers.nn.candidate_elimination import (
     restore_search,
     template_centre_mask,
 )
-from trackers.nn.pos_embed import mae_grid, sincos_2d_table
+from trackers.nn.pos_embed import mae_grid, resize_pos_table, sincos_2d_table
 
 PosEmbedKind = Literal["learned", "sincos"]
 GammaMode = Literal["branch", "block"]
@@ -217,10 +217,21 @@ class OneStreamViT(nn.Module):
             raise ValueError(f"{where}: mlp_ratio list has {len(mlp_ratio)} entries for depth {depth}")
 
     def _init_weights(self) -> None:
-        """timm ViT init; pretrained or official weights overwrite it."""
-        for name in ("pos_embed_z", "pos_embed_x", "pos_embed", "reg_tokens"):
+        """timm ViT init; pretrained or official weights overwrite it.
+
+        Learned position tables start as MAE's would arrive after ``finetune_track``: MAE's table
+        is the fixed 2-D sin-cos one, bicubic-resized from 14x14 to each grid. A run without MAE
+        weights (offline, SynthTrack) then still starts with spatial structure.
+        """
+        for name in ("pos_embed", "reg_tokens"):
             if hasattr(self, name):
                 nn.init.trunc_normal_(getattr(self, name), std=INIT_STD)
+        if self.pos_embed_kind == "learned":
+            mae = (mae_grid(self.patch_size),) * 2
+            table = sincos_2d_table(mae, self.embed_dim)
+            with torch.no_grad():
+                self.pos_embed_z.copy_(resize_pos_table(table, mae, self.template_grid))
+                self.pos_embed_x.copy_(resize_pos_table(table, mae, self.search_grid))
         if hasattr(self, "cls_token"):
             nn.init.normal_(self.cls_token, std=1e-6)
         for m in self.modules():
