@@ -19,7 +19,6 @@ from dataclasses import dataclass, fields
 from collections.abc import Sequence
 from typing import Any
 
-import cv2
 import lightning as L
 from torch.utils.data import DataLoader
 
@@ -74,10 +73,6 @@ class TestBenchmark:
 
 OSTRACK_256_TEMPLATE = TemplateCrop(size=128, factor=2.0)
 OSTRACK_256_SEARCH = CropSettings(size=256, factor=4.0, center_jitter=3.0, scale_jitter=0.25)
-
-
-def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)  # workers already run in parallel; OpenCV threads would oversubscribe the CPU
 
 
 class TrackingDataModule(L.LightningDataModule):
@@ -203,7 +198,7 @@ class TrackingDataModule(L.LightningDataModule):
         sampler = EpochShardSampler(len(dataset), num_replicas=world, rank=rank, fixed_epoch=fixed_epoch)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0, worker_init_fn=_worker_init)
+                          persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._pair_loader(self.train_set, fixed_epoch=None)

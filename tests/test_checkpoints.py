@@ -16,7 +16,7 @@ def _net() -> nn.Module:
 def test_reads_official_lightning_ddp_and_plain(tmp_path):
     state = _net().state_dict()
     torch.save({"epoch": 3, "net_type": "OSTrack", "net": state}, tmp_path / "official.pth.tar")
-    lightning = {f"model.{k}": v for k, v in state.items()} | {f"teacher.{k}": v for k, v in state.items()}
+    lightning = {f"network.{k}": v for k, v in state.items()} | {f"teacher.{k}": v for k, v in state.items()}
     torch.save({"state_dict": lightning, "epoch": 1}, tmp_path / "run.ckpt")
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pth")
     for name, prefix in (("official.pth.tar", None), ("run.ckpt", None), ("run.ckpt", "teacher."), ("ddp.pth", None)):
