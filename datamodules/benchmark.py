@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from datamodules.augmentation import CropAugmentation, JointAugmentation
-from datamodules.pair_dataset import PairDataset, RawPair
+from datamodules.pair_dataset import RawPair
 from datamodules.processing import (
     CropSettings,
     InvalidSample,

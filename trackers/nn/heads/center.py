@@ -10,14 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from trackers.nn.heads.layers import conv_bn_relu
+
 SIGMOID_CLAMP = 1e-4
 """Official ``_sigmoid``: score and size maps are clamped to [1e-4, 1 - 1e-4]."""
 BRANCHES = {"ctr": 1, "offset": 2, "size": 2}
 NUM_CONV_LAYERS = 4
-
-
-def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class CenterHead(nn.Module):
@@ -28,7 +26,7 @@ class CenterHead(nn.Module):
         widths = [in_channels] + [channels // 2**i for i in range(NUM_CONV_LAYERS)]
         for name, out in BRANCHES.items():
             for i in range(NUM_CONV_LAYERS):
-                self.add_module(f"conv{i + 1}_{name}", _conv_bn_relu(widths[i], widths[i + 1]))
+                self.add_module(f"conv{i + 1}_{name}", conv_bn_relu(widths[i], widths[i + 1]))
             self.add_module(f"conv{NUM_CONV_LAYERS + 1}_{name}", nn.Conv2d(widths[-1], out, kernel_size=1))
         for p in self.parameters():
             if p.dim() > 1:
