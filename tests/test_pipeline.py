@@ -224,9 +224,9 @@ def test_shipped_chains_name_existing_configs_and_cpu_smoke_companions(name, mon
     for stage in chain.stages:
         files = stage.config_files([smoke])
         assert all((REPO / f).is_file() for f in files), files
-        assert files[:2] == [stage.config, smoke]
+        assert files[:3] == [stage.config, smoke, "configs/presets/cpu_smoke_mixformerv2/chain.yaml"]
         if stage.name != "mixvit_b":  # cpu_smoke alone shrinks the MixViT teacher run
-            assert len(files) == 3 and files[2].startswith("configs/presets/cpu_smoke_mixformerv2/")
+            assert len(files) == 4 and files[3].startswith("configs/presets/cpu_smoke_mixformerv2/")
 
 
 @pytest.mark.parametrize("fragment, experiment", [("b_depth8", "mixformerv2_b"), ("s_depth4", "mixformerv2_s_depth4")])
