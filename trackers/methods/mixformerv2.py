@@ -171,6 +171,7 @@ class _MixFormerV2Distillation(DistillationModule):
         return bool(self.feature_pairs) and self.loss_weights.feature > 0
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage in ("fit", "validate"):
             check_template_number(self.trainer)
 
@@ -248,8 +249,12 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
                 f"model.init_args.network.init_args.num_bins is {network.num_bins} but the teacher's corner maps are "
                 f"{teacher.feat_size} wide; the student needs one bin per teacher row/column"
             )
-        if pretrained:
-            load_mae_into(self.network.backbone, pretrained)
+        self.pretrained = pretrained
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.pretrained:  # when training starts, before a --ckpt_path restore
+            load_mae_into(self.network.backbone, self.pretrained)
 
     def load_teacher(self, path: str) -> None:
         load_checkpoint(self.teacher, path, family="mixvit")
@@ -397,6 +402,7 @@ class ScoreHeadTraining(TrackingModule):
         self._negatives = torch.zeros((), dtype=torch.long)
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         if stage in ("fit", "validate"):
             check_template_number(self.trainer)
 

@@ -94,14 +94,19 @@ class MixViTTraining(TrackingModule):
         self.loss_weights = loss_weights
         self.optimizer_config = optimizer
         self.tracker_config = tracker
-        if pretrained:
-            load_mae_into(self.network.backbone, pretrained)
-        if init_checkpoint:
-            load_checkpoint(self.network, init_checkpoint, family="mixvit")
+        self.pretrained = pretrained
+        self.init_checkpoint = init_checkpoint
 
     def setup(self, stage: str) -> None:
+        """Initial weights are read when training starts (after the CLI checked the data), before
+        Lightning restores a ``--ckpt_path``."""
+        super().setup(stage)
         if stage in ("fit", "validate"):
             check_template_number(self.trainer)
+        if stage == "fit" and self.pretrained:
+            load_mae_into(self.network.backbone, self.pretrained)
+        if stage == "fit" and self.init_checkpoint:
+            load_checkpoint(self.network, self.init_checkpoint, family="mixvit")
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
         return self.network(mixformer_templates(batch), None, batch["search"])
