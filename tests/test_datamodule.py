@@ -103,9 +103,9 @@ def test_sequences_split_across_ranks_without_duplicates() -> None:
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ({"datasets": [{"type": "synthtrack", "root": "ROOT"}, {"type": "lasot", "root": "/no/lasot"}]},
+        ({"datasets": [{"type": "synthtrack", "root": "ROOT"}, {"type": "lasot", "root": "missing/lasot"}]},
          "data.init_args.datasets[1].root"),
-        ({"val_datasets": [{"type": "synthtrack", "root": "/no/val"}]}, "data.init_args.val_datasets[0].root"),
+        ({"val_datasets": [{"type": "synthtrack", "root": "missing/val"}]}, "data.init_args.val_datasets[0].root"),
     ],
 )
 def test_missing_root_names_the_config_key(synth_root: Path, override: dict, key: str) -> None:
@@ -118,8 +118,8 @@ def test_missing_root_names_the_config_key(synth_root: Path, override: dict, key
 
 
 def test_missing_test_root_names_the_config_key(synth_root: Path) -> None:
-    dm = _module(synth_root, test={"type": "synthtrack", "root": "/no/bench"})
-    with pytest.raises(DatasetRootError, match=r"/no/bench.*data\.init_args\.test\.root"):
+    dm = _module(synth_root, test={"type": "synthtrack", "root": "missing/bench"})
+    with pytest.raises(DatasetRootError, match=r"missing/bench.*data\.init_args\.test\.root"):
         dm.setup("test")
 
 
