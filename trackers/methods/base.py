@@ -15,7 +15,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
-
 from torch import nn
 
 from trackers.evaluation.protocols import benchmark_key, export_official_results, metrics_for
@@ -43,7 +42,7 @@ class TrackingModule(L.LightningModule):
         self.tracker_name = tracker_name
         self.test_metrics = nn.ModuleDict()
 
-    EVALUATION_ARGS = ("tracker", "results_dir", "resume_results", "tracker_name")
+    EVALUATION_ARGS = ("tracker", "results_dir", "resume_results", "tracker_name")  # test-time only
 
     def save_training_hyperparameters(self, *ignore: str) -> None:
         """``save_hyperparameters`` without the networks and the test-time arguments.
