@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import albumentations as A
 import cv2
@@ -60,17 +61,35 @@ class JointAugmentation:
         return frames, boxes
 
 
+class AugmentedCrop(NamedTuple):
+    """One crop after the per-crop transform, as arrays (the pair processor stacks them into tensors once).
+
+    image:      (3, S, S) float32 normalised, or (S, S, 3) uint8 when normalisation is left to the device.
+    pad_mask:   (S, S) bool.
+    box:        (4,) float32 crop cxcywh.
+    brightness: the factor still to apply with the normalisation (uint8 image), else None.
+    """
+
+    image: np.ndarray
+    pad_mask: np.ndarray
+    box: np.ndarray
+    brightness: float | None
+
+
 @dataclass(frozen=True)
 class CropAugmentation:
     """Per-crop brightness jitter and horizontal flip, then ImageNet normalisation.
 
     ``brightness=0, hflip_prob=0`` gives the validation transform (to tensor + normalise only).
+    ``normalize=False`` returns uint8 images with their brightness factor: the data module then
+    normalises whole batches after the transfer (``processing.normalize_uint8``, same values).
     """
 
     brightness: float = 0.2
     hflip_prob: float = 0.5
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    normalize: bool = True
 
     def roll(self, rng: np.random.Generator) -> tuple[float, bool]:
         """(brightness factor, flip) for one crop."""
@@ -78,14 +97,15 @@ class CropAugmentation:
         return float(beta), bool(rng.random() < self.hflip_prob)
 
     def __call__(self, crop: np.ndarray, pad_mask: np.ndarray, box_cxcywh: np.ndarray,
-                 rng: np.random.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """(normalised (3, S, S) float, (S, S) bool padding mask, (4,) crop cxcywh) of one crop."""
+                 rng: np.random.Generator) -> AugmentedCrop:
+        """The augmented crop (image, (S, S) bool padding mask, (4,) crop cxcywh, pending brightness)."""
         beta, flip = self.roll(rng)
-        box = torch.as_tensor(box_cxcywh, dtype=torch.float32)
+        box = np.asarray(box_cxcywh, dtype=np.float32)
         if flip:
             crop, pad_mask, box = cv2.flip(crop, 1), pad_mask[:, ::-1], hflip_crop_box_cxcywh(box)
-        image = normalize_image(crop, self.mean, self.std, brightness=beta)
-        return image, torch.from_numpy(np.ascontiguousarray(pad_mask)), box
+        if not self.normalize:
+            return AugmentedCrop(crop, pad_mask, box, beta)
+        return AugmentedCrop(normalize_image(crop, self.mean, self.std, brightness=beta).numpy(), pad_mask, box, None)
 
 
 def _map_unique(frames: list[np.ndarray], fn: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:

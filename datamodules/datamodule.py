@@ -6,7 +6,11 @@ samples per epoch (global, split across DDP ranks), grayscale 0.05, flips 0.5, b
 config overrides any of them (LightningCLI ``data.init_args.*``); MixFormerV2's score stage sets
 ``sampler_mode: trident_pro`` and ``positive_prob: 0.5``. Frames are decoded at up to
 1/``max_decode_reduction`` scale when every crop of the frame is downscaled at least that much
-(1 disables it).
+(1 disables it). With ``normalize_on_device`` (by default whenever training runs on an
+accelerator; a CPU run normalises in its workers with lookup tables) the workers ship uint8 crops and each
+crop's brightness factor; ``on_after_batch_transfer`` normalises the batch where it landed (the
+GPU): the same values as worker-side normalisation, a quarter of the bytes through shared memory
+and the host-to-device copy, and no float work in the workers (timm's prefetcher does the same).
 
 Data health: every batch carries ``redraws`` (per-sample redraw counts, summed by
 ``callbacks.data_health.DataHealthMonitor``); ``skipped_sequences`` lists, per dataset, the
@@ -15,7 +19,7 @@ sequences never drawn (unreadable annotations, too short), each already reported
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.augmentation import CropAugmentation, JointAugmentation
 from datamodules.pair_dataset import EpochShardSampler, PairDataset
-from datamodules.processing import CropSettings, PairProcessor
+from datamodules.processing import CropSettings, PairProcessor, normalize_uint8
 from datamodules.readers import SequenceReader, build_reader, require_root
 from datamodules.readers.frames import DECODE_REDUCTIONS
 from datamodules.sampler import SAMPLER_MODES, build_pair_sampler
@@ -101,6 +105,7 @@ class TrackingDataModule(L.LightningDataModule):
         max_redraws: int = 100,
         max_decode_reduction: int = 8,
         pin_memory: bool = True,
+        normalize_on_device: bool | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -127,6 +132,7 @@ class TrackingDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.max_redraws, self.mask_stride = max_redraws, mask_stride
         self.joint = JointAugmentation(grayscale_prob=grayscale_prob, hflip_prob=joint_flip_prob)
+        self.normalize_on_device = normalize_on_device
         self.train_crop_aug = CropAugmentation(brightness=brightness, hflip_prob=crop_flip_prob)
         self.val_crop_aug = CropAugmentation(brightness=0.0, hflip_prob=0.0)
         self.train_set: PairDataset | None = None
@@ -182,9 +188,21 @@ class TrackingDataModule(L.LightningDataModule):
         sampler = build_pair_sampler(self.sampler_mode, self._readers(specs, key), [s.ratio for s in specs],
                                      num_templates=self.template.number, max_gap=self.max_gap,
                                      positive_prob=self.positive_prob)
+        crop_aug = replace(crop_aug, normalize=not self.normalizes_on_device())
         processor = PairProcessor(self.template, self.search, self.joint, crop_aug, self.mask_stride,
                                   max_decode_reduction=self.max_decode_reduction)
         return PairDataset(sampler, processor, samples, seed=self.seed, stream=stream, max_redraws=self.max_redraws)
+
+    def normalizes_on_device(self) -> bool:
+        """``normalize_on_device``; when unset (null), on exactly when the trainer runs on an accelerator."""
+        if self.normalize_on_device is not None:
+            return self.normalize_on_device
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type != "cpu"
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise uint8 pair batches on the device they were moved to (``normalize_on_device``)."""
+        return normalize_pair_batch(batch, self.train_crop_aug.mean, self.train_crop_aug.std)
 
     # ---------------------------------------------------------------------------------- loaders
     def _rank_world(self) -> tuple[int, int]:
@@ -227,3 +245,17 @@ def _as_spec(value: object, cls: type):  # noqa: ANN202 - returns an instance of
             raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}: use {[f.name for f in fields(cls)]}")
         return cls(**value)
     raise TypeError(f"expected {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+
+
+def normalize_pair_batch(batch: Any, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """A training/validation batch with uint8 crops -> the ``TrackingBatch`` the models expect.
+
+    Applies each crop's pending brightness and the ImageNet normalisation (``normalize_uint8``) and
+    drops the brightness keys; anything else (float batches, test sequences) passes unchanged.
+    """
+    if not isinstance(batch, dict) or "search_brightness" not in batch:
+        return batch
+    batch = dict(batch)
+    for key in ("template", "search"):
+        batch[key] = normalize_uint8(batch[key], batch.pop(f"{key}_brightness"), mean, std)
+    return batch

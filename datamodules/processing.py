@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import cv2
@@ -194,6 +194,25 @@ def normalize_image(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, st
     return torch.from_numpy(out)
 
 
+def normalize_uint8(images: Tensor, brightness: Tensor | None = None, mean: Sequence[float] = IMAGENET_MEAN,
+                    std: Sequence[float] = IMAGENET_STD) -> Tensor:
+    """ImageNet-normalised float32 of uint8 ``(..., 3, H, W)`` images, on their device.
+
+    The batched twin of ``normalize_image``, for pipelines that ship uint8 crops (4x less to copy
+    between processes and to the GPU) and normalise after the transfer. ``brightness`` ``(...)``
+    multiplies each [0, 1] image and clamps it, in the same float32 steps, so the values equal the
+    worker-side table's.
+    """
+    if images.dtype != torch.uint8 or images.dim() < 3 or images.shape[-3] != 3:
+        raise TypeError(f"normalize_uint8 expects uint8 (..., 3, H, W) images, got {images.dtype} {tuple(images.shape)}")
+    x = images.to(torch.float32).div_(255.0)
+    if brightness is not None:
+        x = (x * brightness.to(device=x.device, dtype=torch.float32)[..., None, None, None]).clamp_(0.0, 1.0)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32, device=x.device)[:, None, None]
+    return x.sub_(m).div_(s)
+
+
 def jitter_box(box_xywh: np.ndarray, center_jitter: float, scale_jitter: float, rng: np.random.Generator) -> np.ndarray:
     """Random crop box around the GT (spec §3.2): log-normal size, uniform centre offset in ±sqrt(w'h')·k/2."""
     box = np.asarray(box_xywh, dtype=np.float64)
@@ -261,7 +280,11 @@ class JointTransform(Protocol):
     def grayscale(self, image: np.ndarray) -> np.ndarray: ...
 
 
-CropTransform = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator], tuple[Tensor, Tensor, Tensor]]
+class CropTransform(Protocol):
+    """The per-crop transform (``augmentation.CropAugmentation``): returns an ``AugmentedCrop``."""
+
+    def __call__(self, crop: np.ndarray, pad_mask: np.ndarray, box_cxcywh: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None]: ...
 
 
 class PairProcessor:
@@ -303,7 +326,7 @@ class PairProcessor:
             k = decode_reduction(plan.window.size, plan.output_size, limit)
             reductions[id(frame)] = min(k, reductions.get(id(frame), k))
         decoded: dict[int, np.ndarray] = {}
-        images, masks, crop_boxes = [], [], []
+        images, masks, crop_boxes, brightness = [], [], [], []
         for frame, plan, (width, _) in zip(frames, plans, sizes, strict=True):
             k = reductions[id(frame)]
             if id(frame) not in decoded:
@@ -315,20 +338,38 @@ class PairProcessor:
                 crop = cv2.flip(crop, 1)
             if gray:
                 crop = self.joint.grayscale(crop)
-            image, mask, box = self.per_crop(crop, plan.pad_mask, plan.box, rng)
+            image, mask, box, beta = self.per_crop(crop, plan.pad_mask, plan.box, rng)
             images.append(image)
             masks.append(mask)
             crop_boxes.append(box)
-        return {
-            "template": torch.stack(images[:n_t]),
-            "template_box": torch.stack(crop_boxes[:n_t]),
-            "template_mask": torch.stack(masks[:n_t]),
-            "search": images[n_t],
-            "search_box": crop_boxes[n_t],
-            "search_mask": masks[n_t],
-            "search_visible": torch.tensor(pair.search_visible),
-            "dataset": pair.dataset,
-        }
+            brightness.append(beta)
+        return _stack_sample(images, masks, crop_boxes, brightness, n_t, pair)
+
+
+def _stack_sample(images: list[np.ndarray], masks: list[np.ndarray], boxes: list[np.ndarray],
+                  brightness: list[float | None], n_t: int, pair: RawPair) -> dict:
+    """The per-crop arrays as the sample's tensors (templates stacked), converted once per sample."""
+    box = torch.from_numpy(np.stack(boxes))
+    sample = {
+        "template": _image_tensor(np.stack(images[:n_t])),
+        "template_box": box[:n_t],
+        "template_mask": torch.from_numpy(np.stack(masks[:n_t])),
+        "search": _image_tensor(images[n_t]),
+        "search_box": box[n_t],
+        "search_mask": torch.from_numpy(np.ascontiguousarray(masks[n_t])),
+        "search_visible": torch.tensor(pair.search_visible),
+        "dataset": pair.dataset,
+    }
+    if brightness[0] is not None:
+        factors = torch.tensor(brightness, dtype=torch.float32)
+        sample["template_brightness"], sample["search_brightness"] = factors[:n_t], factors[n_t]
+    return sample
+
+
+def _image_tensor(image: np.ndarray) -> Tensor:
+    """Channel-first tensor of normalised (..., 3, S, S) float or (..., S, S, 3) uint8 crops (a view for uint8)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    return tensor.movedim(-1, -3) if image.dtype == np.uint8 else tensor
 
 
 def _shared_frames(raw: Sequence[Frame | np.ndarray]) -> list[Frame]:

@@ -83,6 +83,7 @@ def test_ddp_two_cpu_ranks_draw_different_samples(tiny_synth: Path, tmp_path: Pa
     args = tiny_run_args(tiny_synth, tmp_path) + [
         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "2",
         "--trainer.callbacks+=sample_recorder.SampleRecorder", f"--trainer.callbacks.out_dir={record}",
+        "--data.init_args.normalize_on_device=true",  # uint8 from the workers, normalised after the transfer
     ]
     result = run(["fit", *args], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -91,6 +92,7 @@ def test_ddp_two_cpu_ranks_draw_different_samples(tiny_synth: Path, tmp_path: Pa
     a, b = (set(r["samples"]) for r in ranks)
     assert len(a) == len(ranks[0]["samples"]) == 8 and len(b) == 8
     assert not a & b
+    assert all(r["dtypes"] == ["torch.float32"] for r in ranks)
 
 
 def test_wandb_offline_run_holds_the_logged_losses(tiny_synth: Path, tmp_path: Path) -> None:

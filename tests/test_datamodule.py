@@ -35,12 +35,15 @@ def _module(root: Path, **overrides) -> TrackingDataModule:  # noqa: ANN003
 
 
 def test_train_batch_is_a_tracking_batch(synth_root: Path) -> None:
-    dm = _module(synth_root)
+    dm = _module(synth_root, normalize_on_device=True)
     dm.setup("fit")
     loader = dm.train_dataloader()
     batches = list(loader)
     assert len(batches) == len(loader) == 3
-    batch = batches[0]
+    raw = batches[0]
+    assert raw["search"].dtype == raw["template"].dtype == torch.uint8  # the workers ship uint8 crops
+    assert raw["template_brightness"].shape == (4, 2) and raw["search_brightness"].shape == (4,)
+    batch = dm.on_after_batch_transfer(raw, 0)  # what Lightning calls on the device
     assert set(batch) == set(TrackingBatch.__annotations__)
     expected = {
         "template": ((4, 2, 3, 32, 32), torch.float32),
@@ -56,6 +59,24 @@ def test_train_batch_is_a_tracking_batch(synth_root: Path) -> None:
     assert batch["dataset"] == ["synthtrack"] * 4
     assert batch["search_visible"].all()
     assert batch["search"].abs().max() < 3.0  # ImageNet-normalised, not raw pixels
+
+
+def test_device_normalisation_equals_worker_normalisation(synth_root: Path) -> None:
+    on_device, in_worker = _module(synth_root, normalize_on_device=True), _module(synth_root)
+    assert not in_worker.normalizes_on_device()  # unset and no accelerator: CPU runs keep the lookup tables
+    for dm in (on_device, in_worker):
+        dm.setup("fit")
+    raw = next(iter(on_device.train_dataloader()))
+    assert raw["search_brightness"].unique().numel() > 1  # brightness jitter is pending, per crop
+    moved = on_device.on_after_batch_transfer(raw, 0)
+    expected = next(iter(in_worker.train_dataloader()))
+    assert set(moved) == set(expected)
+    for key in ("template", "search"):
+        assert moved[key].dtype == torch.float32
+        torch.testing.assert_close(moved[key], expected[key], rtol=0, atol=0)
+    val = next(iter(on_device.val_dataloader()))
+    torch.testing.assert_close(on_device.on_after_batch_transfer(val, 0)["search"],
+                               next(iter(in_worker.val_dataloader()))["search"], rtol=0, atol=0)
 
 
 def test_train_epochs_differ_and_val_is_fixed(synth_root: Path) -> None:

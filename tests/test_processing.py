@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 import cv2
@@ -155,10 +157,14 @@ def test_crop_flip_mirrors_image_mask_and_box() -> None:
     mask[:, :2] = True
     box = np.array([0.3, 0.4, 0.2, 0.1])
     flip_only = CropAugmentation(brightness=0.0, hflip_prob=1.0)
-    image, out_mask, out_box = flip_only(crop, mask, box, np.random.default_rng(0))
-    torch.testing.assert_close(out_box, torch.tensor([0.7, 0.4, 0.2, 0.1]))
+    image, out_mask, out_box, pending = flip_only(crop, mask, box, np.random.default_rng(0))
+    np.testing.assert_allclose(out_box, [0.7, 0.4, 0.2, 0.1], rtol=1e-6)
+    assert out_box.dtype == np.float32 and pending is None
     assert out_mask[:, -2:].all() and not out_mask[:, :-2].any()
-    torch.testing.assert_close(image, normalize_image(crop[:, ::-1].copy()))
+    torch.testing.assert_close(torch.from_numpy(image), normalize_image(crop[:, ::-1].copy()))
+    raw, _, raw_box, pending = replace(flip_only, normalize=False)(crop, mask, box, np.random.default_rng(0))
+    assert raw.dtype == np.uint8 and np.array_equal(raw, crop[:, ::-1]) and pending == 1.0
+    np.testing.assert_array_equal(raw_box, out_box)
 
 
 def test_pair_processor_sample_layout(frame: np.ndarray) -> None:

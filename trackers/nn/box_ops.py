@@ -205,6 +205,8 @@ def hflip_frame_box_xywh(box_xywh: np.ndarray, width: int) -> np.ndarray:
     return b
 
 
-def hflip_crop_box_cxcywh(box_cxcywh: Tensor) -> Tensor:
-    """Mirror normalised crop cxcywh boxes: ``cx' = 1 - cx`` (= ``x' = 1 - x - w`` in xywh)."""
+def hflip_crop_box_cxcywh(box_cxcywh: Tensor | np.ndarray) -> Tensor | np.ndarray:
+    """Mirror normalised crop cxcywh boxes: ``cx' = 1 - cx`` (= ``x' = 1 - x - w`` in xywh); keeps type and dtype."""
+    if isinstance(box_cxcywh, np.ndarray):
+        return np.concatenate((1.0 - box_cxcywh[..., :1], box_cxcywh[..., 1:]), -1)
     return torch.cat((1.0 - box_cxcywh[..., :1], box_cxcywh[..., 1:]), -1)
