@@ -14,14 +14,17 @@ import yaml
 
 from lightning_app.commands.pipeline import (
     Chain,
+    Comparison,
     NoTracker,
     Stage,
     StageEval,
+    format_comparisons,
     format_summary,
     headline_scores,
     load_chain,
     model_overrides,
     run_chain,
+    write_summary,
 )
 from trackers.errors import SetupError
 from trackers.evaluation.speed import SpeedReport
@@ -276,3 +279,32 @@ def test_model_overrides_carry_inputs_and_model_arguments_only():
     assert overrides == {"init_args": {
         "teacher_checkpoint": "t.ckpt", "network": {"init_args": {"depth": 2}}, "loss_weights": {"logit": 1.5},
     }}  # fmt: skip
+
+
+def test_comparisons_are_checked_and_printed_with_difference_and_ratio(tmp_path):
+    path = tmp_path / "chain.yaml"
+    stages = "stages:\n  - {name: a, config: a.yaml}\n  - {name: b, config: b.yaml}\n  - {name: c, config: c.yaml}\n"
+    path.write_text(stages + "comparisons:\n  - {label: '(b) pruned', stage: b, baseline: a}\n")
+    chain = load_chain(str(path))
+    assert chain.comparisons == (Comparison("(b) pruned", "b", "a"),)
+    path.write_text(stages + "comparisons:\n  - {label: x, stage: b, baseline: z}\n")
+    with pytest.raises(SetupError, match="'z', which is not a stage"):
+        load_chain(str(path))
+    evaluations = {"a": StageEval({"AUC": 40.0}), "b": StageEval({"AUC": 38.5}), "c": StageEval(notes=["failed"])}
+    comparisons = [Comparison("(b) pruned", "b", "a"), Comparison("(c)", "b", "c")]
+    assert format_comparisons(comparisons, evaluations) == [
+        "(b) pruned: b AUC 38.50 vs a 40.00: -1.50 points, 96.2%",
+        "(c): no AUC for c",
+    ]
+    written = json.loads(write_summary(Chain("toy", tmp_path / "out", chain.stages, tuple(comparisons)),
+                                       evaluations).read_text())
+    assert written["stages"]["b"]["scores"] == {"AUC": 38.5} and written["comparisons"][0].endswith("96.2%")
+
+
+def test_the_miniature_ablation_chain_compares_its_arms(monkeypatch):
+    monkeypatch.chdir(REPO)
+    chain = load_chain("mixformerv2_mini_ablation")
+    assert {(c.stage, c.baseline) for c in chain.comparisons} == {
+        ("stage1_kd", "stage1_no_kd"), ("depth_progressive", "stage1_kd"), ("depth_progressive", "depth_kept_init")}
+    for stage in chain.stages:
+        assert all((REPO / f).is_file() for f in stage.config_files()), stage.name

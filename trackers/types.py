@@ -9,7 +9,11 @@ from torch import Tensor
 
 
 class TrackingBatch(TypedDict, total=False):
-    """A collated training/validation batch (DESIGN.md "Contracts").
+    """A collated training/validation batch (DESIGN.md "Contracts"), as the LightningModule receives it.
+
+    Between the DataLoader workers and the device the images may travel as uint8 with pending
+    ``template_brightness``/``search_brightness`` factors; ``TrackingDataModule.on_after_batch_transfer``
+    turns them into the normalised floats below before any module or callback hook sees the batch.
 
     template:        (B, T, 3, Ht, Wt) float, ImageNet-normalised crops; index 0 is the latest template.
     template_box:    (B, T, 4) normalised crop cxcywh of the target in each template crop.

@@ -19,6 +19,10 @@ tracked again) and the per-frame network call is timed in this process; a table 
 AUC, precision and speed ends the run (``--no-eval`` skips this). A failed evaluation is reported
 in the table, never stops the chain.
 
+A chain may also list ``comparisons`` (``{label, stage, baseline}``): after the table each prints
+the stage's AUC against the baseline's (difference and ratio), e.g. an ablation's two arms; the
+table and the comparisons are also written to ``<root>/summary.json``.
+
 Finished stages are reused on the next call when they were made with the same configs;
 ``--use STAGE=PATH`` replaces a stage by any checkpoint (a Lightning ``.ckpt`` or an official
 ``.pth.tar``; such a stage is not evaluated) and ``--rerun STAGE`` runs it again.
@@ -47,6 +51,7 @@ from trackers.methods.base import METRICS_FILE
 PIPELINES_DIR = Path("configs/pipelines")
 FINAL_CHECKPOINT = "final.ckpt"
 STAGE_RECORD = "stage.json"
+SUMMARY_FILE = "summary.json"
 RESULTS_DIR = "results"
 TABLE_SCORES = ("AUC", "Precision", "NormPrecision")
 # Latency of the per-frame call (benchmark model's protocol, fewer calls: it runs after every stage).
@@ -87,10 +92,20 @@ def _resolved(path: str) -> Path:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """``stage``'s AUC against ``baseline``'s, printed under ``label`` (an ablation's arms, a pruned model vs its teacher)."""
+
+    label: str
+    stage: str
+    baseline: str
+
+
+@dataclass(frozen=True)
 class Chain:
     name: str
     root: Path
     stages: tuple[Stage, ...]
+    comparisons: tuple[Comparison, ...] = ()
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -117,7 +132,17 @@ def load_chain(name_or_path: str) -> Chain:
         if unknown:
             raise SetupError(f"{path}: stage {stage.name!r} takes input from {unknown[0]!r}, which is not an earlier stage")
         seen.add(stage.name)
-    return Chain(path.stem, Path(data.get("root", f"outputs/{path.stem}")), stages)
+    comparisons = tuple(_comparison(c, path, seen) for c in data.get("comparisons") or [])
+    return Chain(path.stem, Path(data.get("root", f"outputs/{path.stem}")), stages, comparisons)
+
+
+def _comparison(entry: Any, path: Path, stages: set[str]) -> Comparison:
+    if not isinstance(entry, dict) or set(entry) != {"label", "stage", "baseline"}:
+        raise SetupError(f"{path}: each comparison is {{label, stage, baseline}}, got {entry!r}")
+    for key in ("stage", "baseline"):
+        if entry[key] not in stages:
+            raise SetupError(f"{path}: comparison {entry['label']!r} names {entry[key]!r}, which is not a stage")
+    return Comparison(str(entry["label"]), entry["stage"], entry["baseline"])
 
 
 def _stage(entry: dict[str, Any], path: Path) -> Stage:
@@ -406,6 +431,38 @@ def format_summary(evaluations: Mapping[str, StageEval]) -> str:
     return "\n".join(rows)
 
 
+def format_comparisons(comparisons: Sequence[Comparison], evaluations: Mapping[str, StageEval]) -> list[str]:
+    """One line per comparison: both AUCs, the difference in points and the ratio (or why one is missing)."""
+    lines = []
+    for c in comparisons:
+        auc = {name: (evaluations.get(name) or StageEval()).scores.get("AUC") for name in (c.stage, c.baseline)}
+        a, b = auc[c.stage], auc[c.baseline]
+        if a is None or b is None:
+            missing = " and ".join(name for name, value in auc.items() if value is None)
+            lines.append(f"{c.label}: no AUC for {missing}")
+            continue
+        ratio = f"{100.0 * a / b:.1f}%" if b else "-"
+        lines.append(f"{c.label}: {c.stage} AUC {a:.2f} vs {c.baseline} {b:.2f}: {a - b:+.2f} points, {ratio}")
+    return lines
+
+
+def write_summary(chain: Chain, evaluations: Mapping[str, StageEval]) -> Path:
+    """``<root>/summary.json``: every stage's scores and speed, and the comparison lines."""
+    stages = {
+        name: {"scores": r.scores, "notes": r.notes,
+               "speed": None if r.speed is None else {"latency_ms_median": r.speed.latency_ms_median,
+                                                      "fps": r.speed.fps, "params_m": r.speed.params_m,
+                                                      "device": r.speed.device}}
+        for name, r in evaluations.items()
+    }
+    path = chain.root / SUMMARY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = {"chain": chain.name, "stages": stages,
+               "comparisons": format_comparisons(chain.comparisons, evaluations)}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
 def _pairs(values: Sequence[str], flag: str) -> list[tuple[str, str]]:
     out = []
     for value in values:
@@ -433,7 +490,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     chain = load_chain(args.chain)
     if args.root is not None:
-        chain = Chain(chain.name, args.root, chain.stages)
+        chain = Chain(chain.name, args.root, chain.stages, chain.comparisons)
     stage_configs: dict[str, list[str]] = {}
     for name, path in _pairs(args.stage_config, "--stage-config"):
         stage_configs.setdefault(name, []).append(path)
@@ -453,4 +510,6 @@ def main(argv: list[str]) -> int:
         print(f"[pipeline] {chain.name}: finished; {last} -> {run.checkpoints[last]}")
         if run.evaluations:
             print(format_summary(run.evaluations))
+            print("\n".join(format_comparisons(chain.comparisons, run.evaluations)))
+            print(f"[pipeline] summary: {write_summary(chain, run.evaluations)}")
     return 0
