@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -63,7 +64,12 @@ def test_train_batch_is_a_tracking_batch(synth_root: Path) -> None:
 
 def test_device_normalisation_equals_worker_normalisation(synth_root: Path) -> None:
     on_device, in_worker = _module(synth_root, normalize_on_device=True), _module(synth_root)
-    assert not in_worker.normalizes_on_device()  # unset and no accelerator: CPU runs keep the lookup tables
+    assert not in_worker.normalizes_on_device()  # unset and no trainer: the workers normalise
+    in_worker.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    assert not in_worker.normalizes_on_device()  # a CPU run keeps the lookup tables
+    in_worker.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    assert in_worker.normalizes_on_device()  # on an accelerator the workers ship uint8
+    in_worker.trainer = None
     for dm in (on_device, in_worker):
         dm.setup("fit")
     raw = next(iter(on_device.train_dataloader()))
