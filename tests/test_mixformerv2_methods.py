@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -90,6 +91,23 @@ def test_stage1_rejects_bins_that_do_not_match_the_teacher_map(tmp_path):
         DenseToSparseDistillation(
             tiny_v2(2, num_bins=BINS + 1), teacher, teacher_checkpoint=saved(teacher, tmp_path / "t.pt")
         )
+
+
+def test_stage1_student_may_start_from_the_teacher_backbone(tmp_path):
+    teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
+    module = DenseToSparseDistillation(
+        tiny_v2(3), teacher, teacher_checkpoint=saved(teacher, tmp_path / "mixvit.pt"), pretrained="teacher"
+    )
+    student, frozen_teacher = module.network.backbone, module.teacher.backbone
+    assert not torch.equal(student.blocks[0].attn.qkv.weight, frozen_teacher.blocks[0].attn.qkv.weight)
+    tables = student.pos_embed_s.clone()
+    module._trainer = SimpleNamespace(datamodule=None)  # what setup asks of the trainer
+    module.setup("fit")
+    for name, value in frozen_teacher.state_dict().items():
+        if name.startswith(("blocks.", "patch_embed.")):
+            torch.testing.assert_close(student.state_dict()[name], value, msg=name)
+    assert not torch.equal(student.blocks[2].attn.qkv.weight, student.blocks[1].attn.qkv.weight)  # beyond: own init
+    torch.testing.assert_close(student.pos_embed_s, tables)  # fixed sin-cos tables stay
 
 
 def test_missing_teacher_checkpoint_names_key_and_producing_stage(tmp_path):

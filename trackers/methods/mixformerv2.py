@@ -62,11 +62,12 @@ from trackers.models.mixvit import MixViT
 from trackers.nn.heads.corner import corner_marginals
 from trackers.nn.heads.distribution import SIDES
 from trackers.nn.losses import box_regression_losses, distribution_kl_loss
-from trackers.nn.pretrained import load_mae_into
+from trackers.nn.pretrained import load_mae_into, load_vit_state_into
 from trackers.types import TrackerOutput, TrackingBatch
 
 SCORE_HEAD_PREFIX = "score_head."
 INIT_CHECKPOINT_KEY = "model.init_args.init_checkpoint"
+TEACHER_BACKBONE = "teacher"  # ``pretrained`` value: start the stage-1 student from the teacher's backbone
 
 
 @dataclass
@@ -222,7 +223,9 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
     Args:
         network: 12-layer MixFormerV2 without score head, ``num_bins`` = the teacher's map side.
         teacher: MixViT (pyramidal corner head); weights from ``teacher_checkpoint``.
-        pretrained: student backbone initialisation (``mae`` or an MAE file; None: random).
+        pretrained: student backbone initialisation: ``mae`` or an MAE file (official), ``teacher``
+            (the teacher's backbone: a stand-in for MAE where no weights can be had, e.g. the
+            offline miniature reproduction; the teacher must have the student's width), None: random.
     """
 
     def __init__(
@@ -253,7 +256,9 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if stage == "fit" and self.pretrained:  # when training starts, before a --ckpt_path restore
+        if stage == "fit" and self.pretrained == TEACHER_BACKBONE:  # before a --ckpt_path restore
+            load_vit_state_into(self.network.backbone, self.teacher.backbone.state_dict(), "the teacher's backbone")
+        elif stage == "fit" and self.pretrained:
             load_mae_into(self.network.backbone, self.pretrained)
 
     def load_teacher(self, path: str) -> None:

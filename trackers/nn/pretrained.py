@@ -91,10 +91,14 @@ def adapt_mae_state_dict(state: dict[str, Tensor], backbone: OneStreamViT) -> di
 
 def load_mae_into(backbone: OneStreamViT, source: str | Path) -> PretrainedReport:
     """Initialise ``backbone`` from MAE weights ('mae' or a local file); returns what was missing/unused."""
-    state = read_mae_state_dict(source)
+    return load_vit_state_into(backbone, read_mae_state_dict(source), str(source))
+
+
+def load_vit_state_into(backbone: OneStreamViT, state: dict[str, Tensor], source: str) -> PretrainedReport:
+    """Initialise ``backbone`` from any timm-named ViT state (MAE, or another one-stream backbone's)."""
     adapted = adapt_mae_state_dict(state, backbone)
     with torch.no_grad():
         result = backbone.load_state_dict(adapted, strict=False)
     unused = tuple(k for k in state if k not in adapted and not (k == "pos_embed" and "pos_embed_z" in adapted))
     fixed = FIXED_TABLES if backbone.pos_embed_kind == "sincos" else ()
-    return PretrainedReport(str(source), tuple(k for k in result.missing_keys if k not in fixed), unused)
+    return PretrainedReport(source, tuple(k for k in result.missing_keys if k not in fixed), unused)
