@@ -414,13 +414,14 @@ def stage_summary(result: StageEval) -> str:
 
 def format_summary(evaluations: Mapping[str, StageEval]) -> str:
     """The end-of-chain table: OPE scores and speed of every stage's model."""
-    header = (f"{'stage':<14} {'AUC':>7} {'Precision':>10} {'NormPrecision':>14} {'latency ms':>11} {'FPS':>8}"
+    width = max([14, *(len(name) for name in evaluations)])
+    header = (f"{'stage':<{width}} {'AUC':>7} {'Precision':>10} {'NormPrecision':>14} {'latency ms':>11} {'FPS':>8}"
               f" {'params(M)':>10}  note")
     rows = [header, "-" * len(header)]
     for name, result in evaluations.items():
         s, speed = result.scores, result.speed
         rows.append(
-            f"{name:<14} {_figure(s.get('AUC'), 2):>7} {_figure(s.get('Precision'), 2):>10}"
+            f"{name:<{width}} {_figure(s.get('AUC'), 2):>7} {_figure(s.get('Precision'), 2):>10}"
             f" {_figure(s.get('NormPrecision'), 2):>14}"
             f" {_figure(speed and speed.latency_ms_median, 2):>11} {_figure(speed and speed.fps, 1):>8}"
             f" {_figure(speed and speed.params_m, 3):>10}  {'; '.join(result.notes)}".rstrip()
