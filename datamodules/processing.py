@@ -294,7 +294,8 @@ class PairProcessor:
     per frame jitter + window + validity + GT mapping, then the per-crop transform (which
     normalises, or leaves uint8 crops and their brightness for the device). Pixels are fetched
     only once every crop is known to be valid: each frame is decoded once, at the largest
-    reduction (<= ``max_decode_reduction``) all its crops allow. ``joint`` is a ``JointAugmentation``, ``per_crop`` a ``CropAugmentation``.
+    reduction (<= ``max_decode_reduction``) all its crops allow. ``joint`` is a
+    ``JointAugmentation``, ``per_crop`` a ``CropAugmentation``.
     """
 
     def __init__(self, template: CropSettings, search: CropSettings, joint: JointTransform,
