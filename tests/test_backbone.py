@@ -32,7 +32,7 @@ def test_split_run_blocks_equals_forward(ce: bool):
     full = vit(z, x, return_features=(0, 2))
     state = vit.run_blocks(vit.embed(z, x), 0, 2)
     state = vit.run_blocks(state, 2, DEPTH)
-    torch.testing.assert_close(vit.finalize(state), full.tokens, rtol=0, atol=0)
+    torch.testing.assert_close(vit.finalize(state).tokens, full.tokens, rtol=0, atol=0)
     torch.testing.assert_close(vit.run_blocks(vit.embed(z, x), 0, 3).tokens, full.features[2], rtol=0, atol=0)
     assert sorted(full.features) == [0, 2]
 
@@ -89,6 +89,62 @@ def test_run_blocks_with_foreign_blocks():
     hybrid = student.run_blocks(state, 1, 3, blocks=teacher.blocks)
     expected = teacher.blocks[2](teacher.blocks[1](state.tokens, state.num_template), state.num_template)
     torch.testing.assert_close(hybrid.tokens, expected, rtol=0, atol=0)
+
+
+def test_lent_ce_blocks_eliminate_only_when_asked():
+    """CE belongs to the running backbone: a CE teacher's blocks in a plain student path keep every token."""
+    student, teacher = tiny(depth=2), tiny(depth=DEPTH, ce_loc=(1, 2), ce_keep_ratio=(0.5, 0.5))
+    plain_teacher = tiny(depth=DEPTH)  # same seed: the same weights, without CE
+    z, x = images()
+    lent = student.run_blocks(student.embed(z, x), 0, DEPTH, blocks=teacher.blocks)
+    assert lent.removed_indexes == () and lent.num_search == lent.total_search
+    unlent = plain_teacher.run_blocks(student.embed(z, x), 0, DEPTH)
+    torch.testing.assert_close(lent.tokens, unlent.tokens, rtol=0, atol=0)
+    asked = student.run_blocks(student.embed(z, x), 0, DEPTH, blocks=teacher.blocks, ce_keep_ratios=teacher.ce_keep_ratios)
+    own = teacher(z, x)
+    assert len(asked.removed_indexes) == 2
+    torch.testing.assert_close(student.finalize(asked).tokens, own.tokens, rtol=0, atol=0)
+
+
+def test_pruning_renumbers_the_backbones_ce_blocks():
+    vit = tiny(ce_loc=(1, 3), ce_keep_ratio=(0.5, 0.7))
+    vit.remove_blocks([0])
+    assert vit.ce_keep_ratios == {0: 0.5, 2: 0.7}
+    assert vit.ce_keep_ratio_at(0) == 0.5 and vit.ce_keep_ratio_at(1) == 1.0
+
+
+def test_iter_blocks_stops_early_and_matches_features():
+    vit = tiny(ce_loc=(1,), ce_keep_ratio=(0.5,))
+    z, x = images()
+    full = vit(z, x, return_features=range(DEPTH))
+    ran = []
+    calls = {"n": 0}
+    hook = vit.blocks[DEPTH - 1].register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    for i, state in vit.iter_blocks(vit.embed(z, x)):
+        ran.append(i)
+        torch.testing.assert_close(state.tokens, full.features[i], rtol=0, atol=0)
+        if i == 1:
+            break
+    hook.remove()
+    assert ran == [0, 1] and calls["n"] == 0  # the later blocks never ran
+
+
+def test_token_state_reads_parts_by_name():
+    vit = tiny(num_extra_tokens=3, ce_loc=(1,), ce_keep_ratio=(0.5,))
+    z, x = images()
+    state = vit.run_blocks(vit.embed(z, x), 0, 2)
+    n_t, n_s = (TEMPLATE // PATCH) ** 2, (SEARCH // PATCH) ** 2
+    assert state.template_tokens.shape[1] == n_t and state.search_tokens.shape[1] == n_s // 2
+    torch.testing.assert_close(state.extra_tokens, state.tokens[:, -3:], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="finalize"):
+        state.search_map()  # pruned search: no grid to read
+    final = vit.finalize(state)
+    grid = final.search_map()
+    assert grid.shape == (2, DIM, SEARCH // PATCH, SEARCH // PATCH)
+    torch.testing.assert_close(grid.flatten(2).transpose(1, 2), final.tokens[:, n_t : n_t + n_s], rtol=0, atol=0)
+    torch.testing.assert_close(final.extra_tokens, vit.norm(state.extra_tokens), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="finalized"):
+        vit.run_blocks(final, 2, DEPTH)
 
 
 def test_asymmetric_template_tokens_ignore_search_and_extras():

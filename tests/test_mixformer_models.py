@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import fixtures_root
-from trackers.models import registry
+from parity_harness import OFFICIAL_CONFIGS, PARITY_FAMILIES, forward_kwargs, official_config
 from trackers.models.checkpoints import load_strict
 from trackers.models.mixformerv2 import (
     MixFormerV2,
@@ -41,10 +41,9 @@ def _manifests() -> list[Path]:
 
 def _own_manifests() -> list[Path]:
     """Manifests whose official config is registered by the mixvit/mixformerv2 families."""
-    registry.discover()
     out = []
     for path in _manifests():
-        entry = registry.OFFICIAL_CONFIGS.get(json.loads(path.read_text())["config_yaml"])
+        entry = OFFICIAL_CONFIGS.get(json.loads(path.read_text())["config_yaml"])
         if entry is not None and entry[0] in FAMILIES:
             out.append(path)
     return out
@@ -67,7 +66,7 @@ def _shapes(state) -> dict[str, tuple[int, ...]]:
 def test_full_size_model_reproduces_manifest(manifest: Path):
     spec = json.loads(manifest.read_text())
     with torch.device("meta"):
-        model = registry.build_official(spec["config_yaml"])
+        model = official_config(spec["config_yaml"])[1]()
     assert _shapes(model.state_dict()) == {k["key"]: tuple(k["shape"]) for k in spec["keys"]}
     assert sum(p.numel() for p in model.parameters()) == spec["total_parameters"]
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == spec["trainable_parameters"]
@@ -207,12 +206,12 @@ def test_template_cache_refuses_full_attention():
 @pytest.mark.parametrize("fixture", _parity_fixtures(), ids=lambda d: d.name)
 def test_cached_path_matches_official_outputs(fixture: Path):
     meta = json.loads((fixture / "meta.json").read_text())
-    model = registry.build_from_fixture_meta(meta)
+    model = PARITY_FAMILIES["mixformerv2"].build(meta)
     load_strict(model, torch.load(fixture / "checkpoint.pth.tar", weights_only=True)["net"], fixture.name)
     model.eval()
     inputs = torch.load(fixture / "inputs.pt", weights_only=True)
     expected = torch.load(fixture / "outputs.pt", weights_only=True)
-    kw = registry.forward_kwargs(meta, inputs)
+    kw = forward_kwargs(meta, inputs)
     with torch.no_grad():
         cache = model.prepare_templates(kw["template"], kw["online_template"])
         out = model.forward_with_cache(cache, kw["search"], kw["softmax"], kw.get("run_score_head", False))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import fixtures_root
-from trackers.models import registry
-from trackers.models.checkpoints import load_checkpoint
+from parity_harness import parity_family
+from trackers.models.checkpoints import load_weights
 
 
 def _fixture_dirs() -> list[Path]:
@@ -34,15 +34,16 @@ def test_parity_fixtures_exist():
 @pytest.mark.parametrize("fixture", _fixture_dirs(), ids=lambda d: d.name)
 def test_parity(fixture: Path):
     meta = json.loads((fixture / "meta.json").read_text())
-    if registry.get_family(meta["family"]) is None:
-        pytest.skip(f"family {meta['family']!r} has no registered builder yet")
-    model = registry.build_from_fixture_meta(meta)
-    load_checkpoint(model, fixture / meta["checkpoint"]["file"], family=meta["family"])
+    family = parity_family(meta["family"])  # an unknown family name fails here
+    if family is None:
+        pytest.skip(f"family {meta['family']!r} is intentionally unregistered (parity_harness.UNREGISTERED_FAMILIES)")
+    model = family.build(meta)
+    load_weights(model, fixture / meta["checkpoint"]["file"])  # the converters follow the network's class
     model.eval()
     inputs = torch.load(fixture / "inputs.pt", map_location="cpu", weights_only=True)
     expected = torch.load(fixture / "outputs.pt", map_location="cpu", weights_only=True)
     with torch.no_grad():
-        got = registry.parity_outputs(model, meta, inputs)
+        got = family.outputs(model, meta, inputs)
 
     for key, spec in meta["outputs"].items():
         assert key in got, f"{fixture.name}: model produced no {key!r}"

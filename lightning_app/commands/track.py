@@ -30,16 +30,9 @@ from trackers.evaluation.result_files import write_raw_results
 from trackers.evaluation.speed import resolve_device
 from trackers.inference.frame_sources import ImageFolderFrames, VideoFrames, open_frames
 from trackers.inference.ope import FrameSource, run_sequence
-from trackers.models.checkpoints import load_strict, read_checkpoint
-from trackers.models.registry import require_family
+from trackers.models.checkpoints import load_weights
 from trackers.nn import box_ops
 
-# Official checkpoints per network class: the families whose converters apply (each converter leaves
-# suite names alone, so a chain is safe). OSTrack covers the CompressTracker students, which *are* OSTracks.
-OFFICIAL_FAMILIES: dict[str, tuple[str, ...]] = {
-    "OSTrack": ("ostrack", "compresstracker"),
-    "MixViT": ("mixvit",),
-}
 BOX_COLOUR_BGR = (0, 255, 0)
 
 
@@ -66,17 +59,9 @@ def check_box_in_frame(box: np.ndarray, frame: np.ndarray, source: Path) -> None
 
 
 def load_network_weights(network: nn.Module, path: str | Path) -> None:
-    """A Lightning ``.ckpt`` (``network.`` keys) or an official ``.pth.tar`` into ``network``, strictly."""
-    name = type(network).__name__
-    if name == "MixFormerV2":  # its loader also rebuilds the sin-cos tables and reconciles the score head
-        from trackers.methods.mixformerv2 import load_mixformerv2_weights
-
-        load_mixformerv2_weights(network, str(path))
-        return
-    state = read_checkpoint(path)
-    for family in OFFICIAL_FAMILIES.get(name, ()):
-        state = require_family(family).convert_official(state)
-    load_strict(network, state, str(path))
+    """A Lightning ``.ckpt`` (``network.`` keys) or an official ``.pth.tar`` into ``network``, strictly;
+    the converters follow the network's class (``trackers.models.checkpoints.load_weights``)."""
+    load_weights(network, path)
 
 
 def write_box_video(path: Path, frames: FrameSource, boxes: np.ndarray, fps: float) -> None:

@@ -1,28 +1,37 @@
-"""The one place that reads checkpoints and loads them strictly.
+"""The one place that reads checkpoints and loads weights into networks.
 
-Accepted anywhere a checkpoint is expected (teacher, initialisation, evaluation):
-- an official ``.pth.tar`` (weights under ``['net']``, official key names, converted per family);
-- a Lightning ``.ckpt`` (``['state_dict']``; the network's prefix, ``model.`` by default, is stripped);
-- a plain state dict.
-A DDP ``module.`` prefix is stripped when every key has it.
+``load_weights(network, path_or_state, ...)`` is the entry point (teacher, initialisation,
+evaluation, ``track``, MAE). It accepts:
+- an official ``.pth.tar`` (weights under ``['net']``, official key names);
+- a Lightning ``.ckpt`` (``['state_dict']``; the network's prefix, ``network.`` by default, or
+  e.g. ``teacher.``, is stripped);
+- a plain state dict (a file or an in-memory mapping).
+A DDP ``module.`` prefix is stripped when every key has it. The converters of the network's
+families (``registry.families_of``, model-aware) then bring the names and layout to the network,
+and the result is loaded strictly.
 """
 
 from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from trackers.errors import BadFileError, MissingFileError, SetupError
-from trackers.models.registry import StateDict, require_family
+from trackers.models.registry import StateDict, families_of
+from trackers.models.surgery import mlp_hidden_features, prune_blocks_state_dict, reduce_mlp_state_dict
+from trackers.nn.pretrained import PretrainedReport, load_vit_state_into, read_mae_state_dict
+from trackers.nn.vit import OneStreamViT
 
 LIGHTNING_MODEL_PREFIX = "network."  # every TrackingModule keeps its deployable network as `self.network`
 DDP_PREFIX = "module."
+WeightSource = Literal["checkpoint", "teacher", "pretrained"]
+IN_MEMORY = "the given state dict"
 
 
 class CheckpointMismatchError(SetupError):
@@ -47,24 +56,11 @@ def read_checkpoint(path: str | Path, prefix: str | None = None) -> StateDict:
             f"{path} is not a checkpoint: expected ['net'] (official .pth.tar), "
             f"['state_dict'] (Lightning .ckpt) or a plain state dict"
         )
-    state = strip_prefix(state, DDP_PREFIX) if state and all(k.startswith(DDP_PREFIX) for k in state) else state
-    if prefix:
-        selected = {k: v for k, v in state.items() if k.startswith(prefix)}
-        if not selected:
-            raise CheckpointMismatchError(
-                f"no key of {path} starts with {prefix!r}; pass the prefix the "
-                f"LightningModule uses for this network"
-            )
-        state = strip_prefix(selected, prefix)
-    return state
+    return _select(state, prefix, str(path))
 
 
 def strip_prefix(state: StateDict, prefix: str) -> StateDict:
     return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
-
-
-def add_prefix(state: StateDict, prefix: str) -> StateDict:
-    return {prefix + k: v for k, v in state.items()}
 
 
 def load_strict(module: nn.Module, state_dict: Mapping[str, Tensor], source_name: str) -> None:
@@ -96,12 +92,78 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, Tensor], source_name
     module.load_state_dict(state_dict, strict=True)
 
 
+def load_weights(
+    network: nn.Module,
+    path_or_state: str | Path | Mapping[str, Tensor],
+    *,
+    source: WeightSource = "checkpoint",
+    prefix: str | None = None,
+    prune_blocks: Iterable[int] = (),
+    reduce_mlp: bool = False,
+) -> PretrainedReport:
+    """Load weights into ``network``; the converters come from the network's class, never from its name.
+
+    source:
+        'checkpoint': weights of this network's family (official ``.pth.tar`` of any stage, Lightning
+            ``.ckpt``, plain state dict), converted by every family registered for the network's
+            class, then loaded strictly.
+        'teacher': a teacher of the family (e.g. a 12-block OSTrack), mapped onto the smaller
+            ``network`` by the family's ``from_teacher`` rule (CompressTracker skip init), strictly.
+        'pretrained': timm-named ViT weights into ``network.backbone`` (or ``network`` itself when
+            it is a ``OneStreamViT``) by name: 'mae' (timm hub), an MAE file, or another backbone's
+            state dict; the report lists what was left at init and what was unused.
+    prefix: sub-network of a Lightning checkpoint ('network.' by default, 'teacher.' for a teacher).
+    prune_blocks: drop these blocks of the checkpoint and renumber the rest (a depth-pruning run that
+        ended with its faded blocks still in); reduce_mlp: keep the leading MLP units that fit the
+        network (MLP reduction). Both only with source='checkpoint'.
+    """
+    name = IN_MEMORY if isinstance(path_or_state, Mapping) else str(path_or_state)
+    removed = tuple(prune_blocks)
+    if source != "checkpoint" and (removed or reduce_mlp):
+        raise ValueError(f"prune_blocks / reduce_mlp apply to source='checkpoint', not {source!r}")
+    if source == "pretrained":
+        backbone = network if isinstance(network, OneStreamViT) else network.backbone
+        state = dict(path_or_state) if isinstance(path_or_state, Mapping) else read_mae_state_dict(path_or_state)
+        return load_vit_state_into(backbone, state, name)
+    state = _select(dict(path_or_state), prefix, name) if isinstance(path_or_state, Mapping) else read_checkpoint(
+        path_or_state, prefix
+    )
+    families = families_of(network)
+    for family in families:
+        state = family.convert(state, network)
+    if source == "teacher":
+        rules = [family for family in families if family.from_teacher is not None]
+        if not rules:
+            raise SetupError(
+                f"no family of {type(network).__name__} maps a teacher's weights onto it; "
+                f"load a checkpoint of the network itself instead"
+            )
+        state = rules[0].from_teacher(state, network)
+    if removed:
+        state = prune_blocks_state_dict(state, removed)
+    if reduce_mlp:
+        state = reduce_mlp_state_dict(state, mlp_hidden_features(network))
+    load_strict(network, state, name)
+    return PretrainedReport(name, (), ())
+
+
 def load_checkpoint(module: nn.Module, path: str | Path, family: str | None = None, prefix: str | None = None) -> None:
-    """Read ``path`` (official / Lightning / plain), convert official names of ``family``, load strictly."""
-    state = read_checkpoint(path, prefix)
-    if family is not None:
-        state = require_family(family).convert_official(state)
-    load_strict(module, state, str(path))
+    """Former entry point, kept until ``trackers.methods`` call ``load_weights``; ``family`` is ignored
+    (the converters follow the network's class). Remove at the switch."""
+    load_weights(module, path, prefix=prefix)
+
+
+def _select(state: StateDict, prefix: str | None, name: str) -> StateDict:
+    """The DDP and sub-network prefix rules of ``read_checkpoint``, for an in-memory state dict."""
+    state = strip_prefix(state, DDP_PREFIX) if state and all(k.startswith(DDP_PREFIX) for k in state) else state
+    if not prefix:
+        return state
+    selected = {k: v for k, v in state.items() if k.startswith(prefix)}
+    if not selected:
+        raise CheckpointMismatchError(
+            f"no key of {name} starts with {prefix!r}; pass the prefix the LightningModule uses for this network"
+        )
+    return strip_prefix(selected, prefix)
 
 
 def _torch_load(path: Path) -> Any:

@@ -7,23 +7,22 @@ are what replacement training and feature mimicking index with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from trackers.models.checkpoints import load_strict
-from trackers.models.ostrack import (
-    VIT_B,
-    OSTrack,
-    center_tracker_parity,
-    official_center_tracker_args,
-)
-from trackers.models.registry import StateDict, register_family, register_official_config
+from torch import nn
+
+from trackers.errors import SetupError
+from trackers.models.checkpoints import load_weights
+from trackers.models.ostrack import OSTrack
+from trackers.models.registry import StateDict, register_family
+from trackers.models.surgery import block_indices
 from trackers.nn.vit import linspace_rates
 
 OFFICIAL_STUDENT_PREFIX = "backbone.distill_blocks."
 SUITE_STUDENT_PREFIX = "backbone.blocks."
 TRAINING_ONLY_PREFIXES = ("ori_backbone.", "ori_box_head.")
 TEACHER_DEPTH = 12
+"""The official teacher (OSTrack ViT-B); only the default of ``build_student``."""
 TEACHER_DROP_PATH = 0.1
 
 
@@ -65,16 +64,7 @@ def build_student(
     return OSTrack(depth=student_depth, drop_path_rate=rates, **ostrack_args)
 
 
-def from_official_config(config: Mapping[str, Any], backbone_args: Mapping[str, Any]) -> OSTrack:
-    """Official names: ``DEPTH`` is the teacher depth, ``MODEL.BACKBONE.DISTILL_LAYER`` the student's."""
-    args = official_center_tracker_args(config, backbone_args)
-    teacher_depth, rate = args.pop("depth"), args.pop("drop_path_rate")
-    for ce_key in ("ce_loc", "ce_keep_ratio", "ce_template_range"):
-        args.pop(ce_key)
-    return build_student(int(config["MODEL.BACKBONE.DISTILL_LAYER"]), teacher_depth, rate, **args)
-
-
-def convert_official_state_dict(state: StateDict) -> StateDict:
+def convert_official_state_dict(state: StateDict, model: nn.Module | None = None) -> StateDict:
     """Official (deployable or training) keys -> suite keys of the student; idempotent on suite keys.
 
     A training checkpoint also holds the frozen teacher copy ``backbone.blocks.*`` and ``ori_*``:
@@ -95,12 +85,17 @@ def to_official_state_dict(state: StateDict) -> StateDict:
     return {k.replace(SUITE_STUDENT_PREFIX, OFFICIAL_STUDENT_PREFIX, 1): v for k, v in state.items()}
 
 
-def init_student_from_teacher(student: OSTrack, teacher_state: StateDict, teacher_depth: int = TEACHER_DEPTH) -> None:
-    """Official "skip" init: student block i <- teacher block r(i+1)-1; embeddings, norm and head copied.
+def skip_init_state(teacher_state: StateDict, student: nn.Module) -> StateDict:
+    """Official "skip" init as a state dict for ``student``: student block i <- teacher block r(i+1)-1;
+    embeddings, norm and head copied.
 
     ``teacher_state`` is an OSTrack state dict in suite names (e.g. ``OSTrack().state_dict()`` or a
-    converted official checkpoint); CE and plain teachers share keys.
+    converted official checkpoint); CE and plain teachers share keys. The teacher depth is read
+    from its block keys.
     """
+    teacher_depth = len(block_indices(teacher_state))
+    if not teacher_depth:
+        raise SetupError("the teacher state has no backbone.blocks.* keys; pass an OSTrack teacher's weights")
     sources = stage_output_layers(teacher_depth, student.backbone.depth)
     state = {k: v for k, v in teacher_state.items() if not k.startswith(SUITE_STUDENT_PREFIX)}
     for i, src in enumerate(sources):
@@ -108,18 +103,14 @@ def init_student_from_teacher(student: OSTrack, teacher_state: StateDict, teache
         state.update(
             {f"{SUITE_STUDENT_PREFIX}{i}.{k[len(prefix):]}": v for k, v in teacher_state.items() if k.startswith(prefix)}
         )
-    load_strict(student, state, "teacher state dict (CompressTracker skip init)")
+    return state
+
+
+def init_student_from_teacher(student: OSTrack, teacher_state: StateDict) -> None:
+    """Skip-init ``student`` from a teacher's weights, strictly (``load_weights(source='teacher')``)."""
+    load_weights(student, teacher_state, source="teacher")
 
 
 register_family(
-    "compresstracker",
-    build=lambda meta: from_official_config(meta["config"], meta["backbone_args"]),
-    parity_outputs=center_tracker_parity,
-    convert_official=convert_official_state_dict,
+    "compresstracker", networks=(OSTrack,), convert=convert_official_state_dict, from_teacher=skip_init_state
 )
-for _n in (2, 3, 4, 6):
-    register_official_config(
-        f"experiments/compresstracker/compresstracker_vitb_256_{_n}.yaml",
-        "compresstracker",
-        lambda n=_n: build_student(n, embed_dim=VIT_B["embed_dim"], num_heads=VIT_B["num_heads"]),
-    )

@@ -7,24 +7,24 @@ only the search and prediction tokens (``forward_with_cache``), exactly.
 
 Module names equal the official ones (``backbone.*``, ``box_head.layers.*``, ``score_head.layers.*``):
 the released ``mixformerv2_base.pth.tar`` / ``mixformerv2_small.pth.tar`` load with no renaming.
-Checkpoint surgery of the distillation chain (block pruning, MLP reduction, new input size) lives
-here too, as state-dict functions.
+The family converter (``convert_for_model``) fits a checkpoint of any chain stage to the network
+(new input size, score head present or not); block pruning and MLP reduction are in ``surgery.py``.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from torch import Tensor, nn
 
-from trackers.models.mixvit import mixformer_backbone, official_vit_args, stack_templates
-from trackers.models.registry import Meta, StateDict, forward_kwargs, register_family, register_official_config
+from trackers.models.interface import BlockDrivenNetwork, head_input_check
+from trackers.models.mixvit import mixformer_backbone, stack_templates
+from trackers.models.registry import StateDict, register_family
+from trackers.models.surgery import prune_blocks_state_dict, reduce_mlp_state_dict  # noqa: F401  (methods import them here)
 from trackers.nn.heads.distribution import SIDES, DistributionHead
 from trackers.nn.heads.score import ScoreHead, ScoreReduction
 from trackers.nn.template_cache import TemplateCache, encode_templates, run_blocks_with_cache
-from trackers.nn.vit import Gamma, GammaMode
+from trackers.nn.vit import Gamma, GammaMode, TokenState
 from trackers.types import TrackerOutput
 
 NUM_PREDICTION_TOKENS = len(SIDES)
@@ -32,11 +32,11 @@ RELEASED_NUM_BINS = 96
 """Bins of the released B and S checkpoints (distilled from MixViT-L at 384, spec §1.7)."""
 REPO_NUM_BINS = 72
 """Bins of models trained by the repository yamls (MixViT-B teacher at 288, stride 4)."""
-BLOCK_KEY = re.compile(r"^(backbone\.blocks\.)(\d+)(\..*)$")
 POSITION_TABLES = ("pos_embed_t", "pos_embed_s")
+SCORE_HEAD_PREFIX = "score_head."
 
 
-class MixFormerV2(nn.Module):
+class MixFormerV2(BlockDrivenNetwork):
     """MixFormerV2 network (B: 8 blocks, 288/128; S: 4 blocks, MLP ratio 1, 224/112).
 
     Args:
@@ -91,6 +91,10 @@ class MixFormerV2(nn.Module):
     def num_bins(self) -> int:
         return self.box_head.num_bins
 
+    def embed(self, template: Tensor, online_template: Tensor | None, search: Tensor) -> TokenState:
+        """Static and online template (or one (B, 2, 3, H, W) stack), search, then the 4 prediction tokens."""
+        return self.backbone.embed(stack_templates(template, online_template), search)
+
     def forward(
         self,
         template: Tensor,
@@ -108,16 +112,15 @@ class MixFormerV2(nn.Module):
         aux: prob_l/t/r/b (B, F), reg_tokens (B, 4, C), backbone_feat (B, N, C);
         features: {block: (B, N, C)} after the blocks in ``return_features``.
         """
-        out = self.backbone(
-            stack_templates(template, online_template), search, gamma=gamma, return_features=return_features
+        state = self.embed(template, online_template, search)
+        return self.forward_state(
+            state, gamma=gamma, return_features=return_features, softmax=softmax, run_score_head=run_score_head
         )
-        pred = self.head_forward(out.tokens, softmax, run_score_head)
-        pred.features = out.features
-        return pred
 
-    def head_forward(self, tokens: Tensor, softmax: bool = True, run_score_head: bool = False) -> TrackerOutput:
-        """Heads on the final sequence (B, N, C); the prediction tokens are its last 4 (no final norm)."""
-        reg_tokens = tokens[:, -NUM_PREDICTION_TOKENS:]
+    def head(self, state: TokenState, softmax: bool = True, run_score_head: bool = False) -> TrackerOutput:
+        """Heads on the finalized state's prediction tokens (its extra tokens; no final norm)."""
+        head_input_check(state, "MixFormerV2.head")
+        reg_tokens = state.extra_tokens
         boxes, dists = self.box_head(reg_tokens, softmax)
         score = None
         if run_score_head:
@@ -126,14 +129,16 @@ class MixFormerV2(nn.Module):
                     "run_score_head=True but the model was built with score_head=False"
                 )
             score = self.score_head(reg_tokens)
-        return TrackerOutput(boxes=boxes, score=score, aux={**dists, "reg_tokens": reg_tokens, "backbone_feat": tokens})
+        return TrackerOutput(
+            boxes=boxes, score=score, aux={**dists, "reg_tokens": reg_tokens, "backbone_feat": state.tokens}
+        )
 
     # ------------------------------------------------------------------ fast exact inference
 
     def prepare_templates(self, template: Tensor, online_template: Tensor | None) -> TemplateCache:
         """Encode both templates through every block once (call again when the online template changes)."""
         tokens = self.backbone.embed_templates(stack_templates(template, online_template))
-        return encode_templates(self.backbone.blocks, tokens)
+        return encode_templates(self.backbone.blocks, tokens, self.backbone.ce_keep_ratios)
 
     def forward_with_cache(
         self,
@@ -150,37 +155,9 @@ class MixFormerV2(nn.Module):
         tokens, features = run_blocks_with_cache(
             self.backbone.blocks, cache, self.backbone.embed_search(search), return_features
         )
-        pred = self.head_forward(tokens, softmax, run_score_head)
+        pred = self.head(self.backbone.layout(tokens, final=True), softmax, run_score_head)
         pred.features = features
         return pred
-
-    # ------------------------------------------------------------------ construction
-
-    @classmethod
-    def from_official_config(
-        cls,
-        config: Mapping[str, Any],
-        backbone_args: Mapping[str, Any] | None = None,
-        score_head: bool = True,
-        score_reduction: ScoreReduction = "mlp_then_mean",
-    ) -> MixFormerV2:
-        """Build from official config names (``MODEL.BACKBONE.DEPTH``/``MLP_RATIO``, ``MODEL.FEAT_SZ``,
-        ``MODEL.HIDDEN_DIM``, ``DATA.*.SIZE``); ``backbone_args`` (fixture meta) override the ViT sizes.
-        ``score_head``: the online builder has one, the stage-1/2 builders do not."""
-        cfg_vit = {
-            k: config[f"MODEL.BACKBONE.{k}"] for k in ("DEPTH", "MLP_RATIO") if f"MODEL.BACKBONE.{k}" in config
-        }
-        vit = official_vit_args(config, {**cfg_vit, **(backbone_args or {})})
-        head = config.get("MODEL.HEAD_TYPE", "MLP")
-        if "MLP" not in head:
-            raise ValueError(f"MODEL.HEAD_TYPE must contain 'MLP', got {head!r}")
-        return cls(
-            **vit,
-            num_bins=int(config.get("MODEL.FEAT_SZ", RELEASED_NUM_BINS)),
-            head_hidden_dim=int(config.get("MODEL.HIDDEN_DIM", vit["embed_dim"])),
-            score_head=score_head,
-            score_reduction=score_reduction,
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,91 +166,40 @@ class MixFormerV2(nn.Module):
 
 
 def convert_official_state_dict(state: StateDict) -> StateDict:
-    """Official MixFormerV2 (stage 1, 2, online) checkpoint -> suite names: identical."""
+    """Official MixFormerV2 names are the suite's. Kept only for ``trackers.methods.mixformerv2``
+    until it loads through ``checkpoints.load_weights``; remove then."""
     return dict(state)
 
 
-def to_official_state_dict(state: StateDict) -> StateDict:
-    return dict(state)
+def convert_for_model(state: StateDict, model: nn.Module) -> StateDict:
+    """The family converter: a checkpoint of any chain stage (names are the official ones) -> ``model``.
 
-
-def prune_blocks_state_dict(state: StateDict, removed_blocks: Iterable[int]) -> StateDict:
-    """Stage 2b surgery (official ``remove_layers``, spec §4.3): drop ``backbone.blocks.{i}`` for the
-    removed i and renumber the survivors 0..d'-1 in order; every other key is kept."""
-    removed = set(removed_blocks)
-    kept = sorted({int(m.group(2)) for k in state if (m := BLOCK_KEY.match(k))} - removed)
-    new_index = {old: new for new, old in enumerate(kept)}
-    out: StateDict = {}
-    for key, value in state.items():
-        m = BLOCK_KEY.match(key)
-        if m is None:
-            out[key] = value
-        elif int(m.group(2)) in new_index:
-            out[f"{m.group(1)}{new_index[int(m.group(2))]}{m.group(3)}"] = value
-    return out
-
-
-def reduce_mlp_state_dict(state: StateDict, hidden_features: int) -> StateDict:
-    """MLP reduction init (paper §3.2.2, spec §4.6): keep the leading ``hidden_features`` units,
-    fc1 rows and bias, fc2 columns (``w' = w[:d1', :d2']``); fc2 bias is unchanged."""
-    out = dict(state)
-    for key, value in state.items():
-        if not BLOCK_KEY.match(key):
-            continue
-        if key.endswith("mlp.fc1.weight") or key.endswith("mlp.fc1.bias"):
-            out[key] = value[:hidden_features].clone()
-        elif key.endswith("mlp.fc2.weight"):
-            out[key] = value[:, :hidden_features].clone()
-    return out
+    The fixed sin-cos tables come from ``model`` when the checkpoint's are for another input size
+    (e.g. 288 -> 224 for S); a score head is dropped when ``model`` has none and kept at its init
+    when the checkpoint has none (stage 2 -> score-head training). Block pruning and MLP reduction
+    are asked for by the caller (``load_weights(prune_blocks=..., reduce_mlp=...)``).
+    """
+    if not isinstance(model, MixFormerV2):
+        return state
+    state = refresh_position_tables(state, model)
+    has_score = any(k.startswith(SCORE_HEAD_PREFIX) for k in state)
+    if model.has_score_head and not has_score:
+        state.update(model.score_head.state_dict(prefix=SCORE_HEAD_PREFIX))
+    elif not model.has_score_head and has_score:
+        state = {k: v for k, v in state.items() if not k.startswith(SCORE_HEAD_PREFIX)}
+    return state
 
 
 def refresh_position_tables(state: StateDict, model: MixFormerV2) -> StateDict:
-    """Replace the fixed sin-cos tables by the model's own (a new input size, e.g. 288 -> 224 for S)."""
+    """Replace the fixed sin-cos tables by the model's own where their size differs (a new input size,
+    e.g. 288 -> 224 for S); a table of the model's size is kept as saved (bit-exact official values)."""
     own = model.backbone.state_dict()
-    return {**state, **{f"backbone.{name}": own[name] for name in POSITION_TABLES}}
+    out = dict(state)
+    for name in POSITION_TABLES:
+        key = f"backbone.{name}"
+        if key not in out or out[key].shape != own[name].shape:
+            out[key] = own[name]
+    return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Registry: fixtures and full-size official configurations.
-# ---------------------------------------------------------------------------------------------
-
-
-def _build_from_meta(meta: Meta) -> MixFormerV2:
-    online = "online" in meta.get("official_builder", "online")
-    return MixFormerV2.from_official_config(meta["config"], meta.get("backbone_args"), score_head=online)
-
-
-def _parity_outputs(model: nn.Module, meta: Meta, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    kw = forward_kwargs(meta, inputs)
-    last = model.backbone.depth - 1
-    out = model(
-        kw["template"],
-        kw["online_template"],
-        kw["search"],
-        softmax=kw.get("softmax", True),
-        run_score_head=kw.get("run_score_head", False),
-        return_features=(last,),
-    )
-    result = {"pred_boxes": out.boxes.unsqueeze(1), "reg_tokens": out.aux["reg_tokens"], "distill_feat_last": out.features[last]}
-    result.update({f"prob_{side}": out.aux[f"prob_{side}"] for side in SIDES})
-    if out.score is not None:
-        result["pred_scores"] = out.score
-    return result
-
-
-register_family(
-    "mixformerv2",
-    build=_build_from_meta,
-    parity_outputs=_parity_outputs,
-    convert_official=convert_official_state_dict,
-)
-_OFFICIAL: dict[str, dict[str, Any]] = {
-    "mixformer2_vit_online/288_depth8_score": dict(depth=8, search_size=288, template_size=128),
-    "mixformer2_vit_online/224_depth4_mlp1_score": dict(depth=4, mlp_ratio=1.0, search_size=224, template_size=112),
-    "mixformer2_vit/student_288_depth12": dict(depth=12, num_bins=REPO_NUM_BINS, score_head=False),
-    "mixformer2_vit/teacher_288_depth12": dict(depth=12, num_bins=REPO_NUM_BINS, score_head=False),
-    "mixformer2_vit_stu/student_288_depth12to8": dict(depth=12, num_bins=REPO_NUM_BINS, score_head=False),
-    "mixformer2_vit_stu/student_288_depth8": dict(depth=8, num_bins=REPO_NUM_BINS, score_head=False),
-}
-for _name, _args in _OFFICIAL.items():
-    register_official_config(f"experiments/{_name}.yaml", "mixformerv2", lambda a=_args: MixFormerV2(**a))
+register_family("mixformerv2", networks=(MixFormerV2,), convert=convert_for_model)

@@ -6,33 +6,28 @@ search], fixed sin-cos tables ``pos_embed_t``/``pos_embed_s``, no final norm). M
 the official ones, so ``mixformer_vit_base_online.pth.tar['net']`` loads after dropping its SPM
 and adding the BatchNorm counters its FrozenBN lacked (``convert_official_state_dict``).
 
-This file also holds what MixFormerV2 shares with MixViT: the backbone factory, the official
-VIT_TYPE sizes and the template stacking.
+This file also holds what MixFormerV2 shares with MixViT: the backbone factory and the template
+stacking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from trackers.models.registry import Meta, StateDict, forward_kwargs, register_family, register_official_config
+from trackers.models.interface import BlockDrivenNetwork, head_input_check
+from trackers.models.registry import StateDict, register_family
 from trackers.nn.heads.corner import CornerHeadType, build_corner_head
-from trackers.nn.vit import GammaMode, OneStreamViT
+from trackers.nn.vit import UNUSED_TIMM_PARAMS, GammaMode, OneStreamViT, TokenState
 from trackers.types import TrackerOutput
 
 NUM_TEMPLATES = 2
 """Static + online template: the official attention split hard-codes exactly two."""
-VIT_TYPES: dict[str, dict[str, Any]] = {
-    "base_patch16": dict(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0),
-    "large_patch16": dict(embed_dim=1024, depth=24, num_heads=16, mlp_ratio=4.0),
-}
 DEFAULT_HEAD_DIM = 384
 """``MODEL.HEAD_DIM`` is read with getattr and this default by the official builder."""
 DEFAULT_DROP_PATH_RATE = 0.1
-TIMM_LEFTOVERS = ("cls_token", "pos_embed", "norm", "head")
 SPM_PREFIX = "score_branch."
 BN_COUNTER = "num_batches_tracked"
 BN_STAT = "running_mean"
@@ -91,33 +86,7 @@ def stack_templates(template: Tensor, online_template: Tensor | None) -> Tensor:
     return torch.stack([template, online_template], dim=1)
 
 
-def official_vit_args(config: Mapping[str, Any], backbone_args: Mapping[str, Any] | None) -> dict[str, Any]:
-    """ViT sizes of an official config: VIT_TYPE defaults, overridden by explicit ``backbone_args``."""
-    vit_type = config.get("MODEL.VIT_TYPE", "base_patch16")
-    if vit_type not in VIT_TYPES:
-        raise ValueError(f"MODEL.VIT_TYPE {vit_type!r} unknown; use one of {sorted(VIT_TYPES)}")
-    args = dict(VIT_TYPES[vit_type], patch_size=16, drop_path_rate=DEFAULT_DROP_PATH_RATE, norm_eps=1e-6)
-    names = dict(
-        EMBED_DIM="embed_dim", DEPTH="depth", NUM_HEADS="num_heads", MLP_RATIO="mlp_ratio",
-        PATCH_SIZE="patch_size", DROP_PATH_RATE="drop_path_rate", LAYER_NORM_EPS="norm_eps",
-    )  # fmt: skip
-    for official, ours in names.items():
-        if backbone_args and official in backbone_args:
-            args[ours] = backbone_args[official]
-    args["template_size"] = int(config.get("DATA.TEMPLATE.SIZE", 128))
-    args["search_size"] = int(config.get("DATA.SEARCH.SIZE", 288))
-    return args
-
-
-def search_map(tokens: Tensor, backbone: OneStreamViT) -> Tensor:
-    """Search tokens of a [templates | search | extra] sequence as a (B, C, H, W) map (row-major)."""
-    b, _, c = tokens.shape
-    h, w = backbone.search_grid
-    start = backbone.num_templates * backbone.num_template_tokens
-    return tokens[:, start : start + h * w].transpose(1, 2).reshape(b, c, h, w)
-
-
-class MixViT(nn.Module):
+class MixViT(BlockDrivenNetwork):
     """MixFormer ViT + corner head ('CORNER' stride 16, or the pyramidal 'CORNER_UP' stride 4).
 
     The dead timm parameters (``cls_token``, ``pos_embed``, ``norm``, ``head``) are kept so the
@@ -147,7 +116,7 @@ class MixViT(nn.Module):
             patch_size=patch_size,
             template_size=template_size,
             search_size=search_size,
-            unused_timm_params=TIMM_LEFTOVERS,
+            unused_timm_params=UNUSED_TIMM_PARAMS,
             drop_path_rate=drop_path_rate,
             norm_eps=norm_eps,
         )
@@ -157,6 +126,10 @@ class MixViT(nn.Module):
     def feat_size(self) -> int:
         """Side F of the corner maps."""
         return self.box_head.feat_size
+
+    def embed(self, template: Tensor, online_template: Tensor | None, search: Tensor) -> TokenState:
+        """Static and online template (or one (B, 2, 3, H, W) stack) and the search crop."""
+        return self.backbone.embed(stack_templates(template, online_template), search)
 
     def forward(
         self,
@@ -168,35 +141,17 @@ class MixViT(nn.Module):
     ) -> TrackerOutput:
         """aux: ``prob_tl``/``prob_br`` (B, F*F) (probabilities, or raw scores if not ``softmax``),
         ``backbone_feat`` (B, N, C); features: tokens after the blocks in ``return_features``."""
-        out = self.backbone(stack_templates(template, online_template), search, return_features=return_features)
-        pred = self.head_forward(out.tokens, softmax)
-        pred.features = out.features
-        return pred
+        state = self.embed(template, online_template, search)
+        return self.forward_state(state, return_features=return_features, softmax=softmax)
 
-    def head_forward(self, tokens: Tensor, softmax: bool = True) -> TrackerOutput:
-        """Corner head on the backbone's output sequence (B, N, C)."""
-        boxes, dists = self.box_head(search_map(tokens, self.backbone), softmax)
-        return TrackerOutput(boxes=boxes, score=None, aux={**dists, "backbone_feat": tokens})
-
-    @classmethod
-    def from_official_config(cls, config: Mapping[str, Any], backbone_args: Mapping[str, Any] | None = None) -> MixViT:
-        """Build from official config names (``MODEL.VIT_TYPE``, ``MODEL.HEAD_TYPE``, ``MODEL.HEAD_DIM``,
-        ``DATA.*.SIZE``); ``backbone_args`` (fixture meta) override the VIT_TYPE sizes."""
-        vit = official_vit_args(config, backbone_args)
-        hidden = int(config.get("MODEL.HIDDEN_DIM", vit["embed_dim"]))
-        if hidden != vit["embed_dim"]:
-            raise ValueError(
-                f"MODEL.HIDDEN_DIM {hidden} must equal the ViT width {vit['embed_dim']} "
-                f"(it is the corner head's input width)"
-            )
-        return cls(
-            **vit,
-            head_type=config.get("MODEL.HEAD_TYPE", "CORNER_UP"),
-            head_channels=int(config.get("MODEL.HEAD_DIM", DEFAULT_HEAD_DIM)),
-        )
+    def head(self, state: TokenState, softmax: bool = True) -> TrackerOutput:
+        """Corner head on the finalized state's search map."""
+        head_input_check(state, "MixViT.head")
+        boxes, dists = self.box_head(state.search_map(), softmax)
+        return TrackerOutput(boxes=boxes, score=None, aux={**dists, "backbone_feat": state.tokens})
 
 
-def convert_official_state_dict(state: StateDict) -> StateDict:
+def convert_official_state_dict(state: StateDict, model: nn.Module | None = None) -> StateDict:
     """Official MixViT checkpoint -> suite names (idempotent).
 
     Names are identical. The released MixFormer-repo checkpoint additionally holds the SPM score
@@ -210,25 +165,4 @@ def convert_official_state_dict(state: StateDict) -> StateDict:
     return out
 
 
-def to_official_state_dict(state: StateDict, frozen_bn: bool = False) -> StateDict:
-    """Suite -> official names; ``frozen_bn`` drops the BN counters (MixFormer online / FrozenBN layout)."""
-    return {k: v for k, v in state.items() if not (frozen_bn and k.endswith(f".{BN_COUNTER}"))}
-
-
-def _parity_outputs(model: nn.Module, meta: Meta, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    kw = forward_kwargs(meta, inputs)
-    out = model(kw["template"], kw["online_template"], kw["search"], softmax=kw.get("softmax", True))
-    return {"pred_boxes": out.boxes.unsqueeze(1), "prob_tl": out.aux["prob_tl"], "prob_br": out.aux["prob_br"]}
-
-
-register_family(
-    "mixvit",
-    build=lambda meta: MixViT.from_official_config(meta["config"], meta.get("backbone_args")),
-    parity_outputs=_parity_outputs,
-    convert_official=convert_official_state_dict,
-)
-register_official_config(
-    "experiments/mixformer_vit/teacher_mixvit_b.yaml",
-    "mixvit",
-    lambda: MixViT(template_size=128, search_size=288, head_type="CORNER_UP"),
-)
+register_family("mixvit", networks=(MixViT,), convert=convert_official_state_dict)

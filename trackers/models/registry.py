@@ -1,68 +1,60 @@
-"""Family registry: how to build each tracker family from official config names, and run its parity forward.
+"""Family registry: which converter turns a checkpoint into each network class's names.
 
-A model file registers its family at import time::
+A model file registers its family at import time, naming the network classes it converts for::
 
-    register_family("mixvit", build=MixViT.from_fixture_meta, parity_outputs=_parity, convert_official=convert)
+    register_family("mixvit", networks=(MixViT,), convert=convert_official_state_dict)
 
-and its full-size official configurations (for manifests and presets)::
+``convert(state, model)`` is model-aware, as timm's ``checkpoint_filter_fn(state_dict, model)``:
+it may read the target network (its position tables, whether it has a score head). Every
+converter must be idempotent on suite-named state dicts, because ``checkpoints.load_weights`` runs
+all converters registered for the network's class (an OSTrack network takes official OSTrack and
+CompressTracker-student names alike). ``from_teacher(state, model)`` maps a teacher of the family
+onto a smaller student (CompressTracker skip init). A network whose checkpoints already use the
+suite names registers nothing.
 
-    register_official_config("experiments/mixformer_vit/teacher_mixvit_b.yaml", lambda: MixViT(...))
-
-Families are discovered by importing every module of ``trackers.models`` once, so adding a family
-means adding its model file only.
+Families are discovered by importing every model file of ``trackers.models`` once, so adding a
+family means adding its model file only.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from torch import Tensor, nn
 
 StateDict = dict[str, Tensor]
-Meta = Mapping[str, Any]
-_NOT_MODEL_FILES = {"registry", "checkpoints"}
-
-
-def _identity(state: StateDict) -> StateDict:
-    return state
+Converter = Callable[[StateDict, nn.Module], StateDict]
+_NOT_MODEL_FILES = {"registry", "checkpoints", "interface", "surgery"}
 
 
 @dataclass(frozen=True)
 class Family:
-    """build: fixture meta (official config names) -> model; parity_outputs: (model, meta, inputs) ->
-    tensors named like meta['outputs']; convert_official: official state dict -> suite names
-    (must be idempotent on suite-named dicts)."""
+    """name: for messages; networks: the classes whose checkpoints it converts; convert: official /
+    stage checkpoint -> the model's names and layout; from_teacher: a teacher's state -> student."""
 
     name: str
-    build: Callable[[Meta], nn.Module]
-    parity_outputs: Callable[[nn.Module, Meta, Mapping[str, Tensor]], dict[str, Tensor]]
-    convert_official: Callable[[StateDict], StateDict] = _identity
+    networks: tuple[type[nn.Module], ...]
+    convert: Converter
+    from_teacher: Converter | None = None
 
 
 FAMILIES: dict[str, Family] = {}
-OFFICIAL_CONFIGS: dict[str, tuple[str, Callable[[], nn.Module]]] = {}
 _discovered = False
 
 
 def register_family(
     name: str,
     *,
-    build: Callable[[Meta], nn.Module],
-    parity_outputs: Callable[[nn.Module, Meta, Mapping[str, Tensor]], dict[str, Tensor]],
-    convert_official: Callable[[StateDict], StateDict] = _identity,
+    networks: tuple[type[nn.Module], ...],
+    convert: Converter,
+    from_teacher: Converter | None = None,
 ) -> Family:
-    family = Family(name, build, parity_outputs, convert_official)
+    family = Family(name, tuple(networks), convert, from_teacher)
     FAMILIES[name] = family
     return family
-
-
-def register_official_config(config_yaml: str, family: str, builder: Callable[[], nn.Module]) -> None:
-    """A full-size official configuration, keyed by its yaml path inside the official repository."""
-    OFFICIAL_CONFIGS[config_yaml] = (family, builder)
 
 
 def discover() -> None:
@@ -77,39 +69,7 @@ def discover() -> None:
     _discovered = True
 
 
-def get_family(name: str) -> Family | None:
+def families_of(network: nn.Module) -> list[Family]:
+    """Every family registered for the network's class (or a base class), in registration order."""
     discover()
-    return FAMILIES.get(name)
-
-
-def require_family(name: str) -> Family:
-    family = get_family(name)
-    if family is None:
-        raise KeyError(
-            f"no model family {name!r} registered (known: {sorted(FAMILIES)}); "
-            f"add register_family({name!r}, ...) in trackers/models/<family>.py"
-        )
-    return family
-
-
-def build_official(config_yaml: str) -> nn.Module | None:
-    """Build the full-size model of an official yaml, or None when no family registered it."""
-    discover()
-    entry = OFFICIAL_CONFIGS.get(config_yaml)
-    return None if entry is None else entry[1]()
-
-
-def build_from_fixture_meta(meta: Meta) -> nn.Module:
-    return require_family(meta["family"]).build(meta)
-
-
-def forward_kwargs(meta: Meta, inputs: Mapping[str, Tensor]) -> dict[str, Any]:
-    """The fixture's official forward call as keyword arguments (fixtures README A.2 ``forward_call.kwargs``)."""
-    return {
-        arg: inputs[spec["input"]] if "input" in spec else spec["value"]
-        for arg, spec in meta["forward_call"]["kwargs"].items()
-    }
-
-
-def parity_outputs(model: nn.Module, meta: Meta, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    return require_family(meta["family"]).parity_outputs(model, meta, inputs)
+    return [family for family in FAMILIES.values() if isinstance(network, family.networks)]

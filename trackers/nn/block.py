@@ -16,8 +16,9 @@ from trackers.nn.attention import Attention, AttentionMode
 class Block(nn.Module):
     """``x + DropPath(Attn(LN1 x))`` then ``x + DropPath(MLP(LN2 x))`` (timm/MAE key names).
 
-    ``ce_keep_ratio`` < 1 marks a candidate-elimination block (the ratio of search tokens kept);
-    it is configuration, not a parameter, so CE and plain blocks share checkpoint keys.
+    A block knows nothing of candidate elimination: the running backbone decides where tokens are
+    eliminated (``OneStreamViT.ce_keep_ratio_at``), so a block lent to another backbone behaves as
+    that backbone's block. CE and plain blocks share checkpoint keys.
     """
 
     def __init__(
@@ -29,7 +30,6 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         norm_eps: float = 1e-6,
         attn_mode: AttentionMode = "full",
-        ce_keep_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
@@ -37,7 +37,6 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
-        self.ce_keep_ratio = float(ce_keep_ratio)
 
     def set_drop_path(self, rate: float) -> None:
         self.drop_path = DropPath(rate) if rate > 0 else nn.Identity()

@@ -72,19 +72,30 @@ def block_with_prefix(block: Block, x: Tensor, prefix: tuple[Tensor, Tensor] | N
     return block.mlp_residual(x), k, v
 
 
-def check_cacheable(blocks: Sequence[nn.Module]) -> None:
+def check_cacheable(blocks: Sequence[nn.Module], ce_blocks: Iterable[int] = ()) -> None:
     """Template caching is exact only when templates never see the search and no token is eliminated."""
+    eliminating = sorted(ce_blocks)
+    if eliminating:
+        raise ValueError(
+            f"blocks {eliminating} eliminate search tokens; template caching needs no candidate "
+            f"elimination (use the full forward)"
+        )
     for i, block in enumerate(blocks):
-        if not isinstance(block, Block) or block.attn.mode != "asymmetric" or block.ce_keep_ratio < 1:
+        if not isinstance(block, Block) or block.attn.mode != "asymmetric":
             raise ValueError(
                 f"block {i} is not a plain asymmetric-attention block; template "
-                f"caching needs attn_mode='asymmetric' and no candidate elimination (use the full forward)"
+                f"caching needs attn_mode='asymmetric' (use the full forward)"
             )
 
 
-def encode_templates(blocks: Sequence[nn.Module], template_tokens: Tensor) -> TemplateCache:
-    """Run embedded template tokens (B, Nt, C) through ``blocks`` with template-only attention."""
-    check_cacheable(blocks)
+def encode_templates(
+    blocks: Sequence[nn.Module], template_tokens: Tensor, ce_blocks: Iterable[int] = ()
+) -> TemplateCache:
+    """Run embedded template tokens (B, Nt, C) through ``blocks`` with template-only attention.
+
+    ``ce_blocks``: the running backbone's eliminating blocks (refused: the cache would be inexact).
+    """
+    check_cacheable(blocks, ce_blocks)
     keys, values, outputs = [], [], []
     x = template_tokens
     for block in blocks:

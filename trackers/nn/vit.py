@@ -6,16 +6,21 @@ Methods drive it block by block::
     state = vit.run_blocks(state, 0, k)              # blocks [0, k)
     state = vit.run_blocks(state, k, d, gamma=g)     # residual scale per block (depth pruning)
     state = vit.run_blocks(state, a, b, blocks=teacher.backbone.blocks)   # stage swapping
-    tokens = vit.finalize(state)                     # final norm, CE restore, original order
+    for i, state in vit.iter_blocks(state): ...      # one state per block; ``break`` = early exit
+    final = vit.finalize(state)                      # final norm, CE restore, original order
+    final.search_map()                               # what a head reads, by name
 
 Stage swapping, early exits, layer decay and feature mimicking are all built on this interface.
-Token layout: ``[templates (T * Nt) | search (Ns, possibly pruned by CE) | extra tokens]``.
+Token layout: ``[templates (T * Nt) | search (Ns, possibly pruned by CE) | extra tokens]``; heads
+read the parts through ``TokenState`` (never by slicing), so appending a token cannot shift them.
+Candidate elimination belongs to the running backbone (``ce_keep_ratio_at``), not to the block
+objects, so blocks lent from a CE teacher eliminate nothing unless the call asks for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,17 +43,25 @@ PosEmbedKind = Literal["learned", "sincos"]
 GammaMode = Literal["branch", "block"]
 Gamma = Sequence[float | Tensor] | Mapping[int, float | Tensor] | None
 UNUSED_TIMM_PARAMS = ("cls_token", "pos_embed", "norm", "head")
+"""Every dead timm leftover a one-stream checkpoint may hold (MixFormer keeps all four, OSTrack two)."""
+VIT_SIZES: dict[str, dict[str, float | int]] = {
+    "base_patch16": dict(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, patch_size=16),
+    "large_patch16": dict(embed_dim=1024, depth=24, num_heads=16, mlp_ratio=4.0, patch_size=16),
+}
+"""The one ViT size table (timm/MAE variant names, as MixFormer's ``MODEL.VIT_TYPE`` spells them)."""
 IMAGENET_CLASSES = 1000
 INIT_STD = 0.02
 
 
 @dataclass(frozen=True)
 class TokenState:
-    """The token sequence between blocks, with the bookkeeping candidate elimination needs.
+    """The token sequence between blocks: the layout heads read by name, plus CE bookkeeping.
 
     tokens:          (B, N, C) with N = num_template + num_search + num_extra.
+    search_grid:     (H, W) of the full search grid (``search_map`` reshapes to it).
     search_index:    (B, num_search) row-major position of each current search token on the search grid.
     removed_indexes: per eliminating block, (B, n_removed) positions removed there (descending score).
+    final:           True after ``OneStreamViT.finalize`` (norm applied, search restored to the grid).
     """
 
     tokens: Tensor
@@ -56,22 +69,38 @@ class TokenState:
     num_search: int
     num_extra: int
     total_search: int
+    search_grid: tuple[int, int]
     search_index: Tensor
     removed_indexes: tuple[Tensor, ...] = ()
     ce_template_mask: Tensor | None = None
     ce_keep_rate: float | None = None
+    final: bool = False
 
     @property
     def template_tokens(self) -> Tensor:
+        """(B, T * Nt, C): every template's tokens, template by template."""
         return self.tokens[:, : self.num_template]
 
     @property
     def search_tokens(self) -> Tensor:
+        """(B, num_search, C): the current search tokens (after CE: the kept ones, ``search_index`` order)."""
         return self.tokens[:, self.num_template : self.num_template + self.num_search]
 
     @property
     def extra_tokens(self) -> Tensor:
+        """(B, num_extra, C): the learned tokens after the search (MixFormerV2 prediction tokens, an IoU token)."""
         return self.tokens[:, self.num_template + self.num_search :]
+
+    def search_map(self) -> Tensor:
+        """Search tokens as a (B, C, H, W) map in row-major grid order; needs the full grid (finalize after CE)."""
+        if self.num_search != self.total_search:
+            raise ValueError(
+                f"only {self.num_search} of {self.total_search} search tokens are present (candidate "
+                f"elimination); call finalize(state) to restore the grid before reading the search map"
+            )
+        h, w = self.search_grid
+        b, _, c = self.tokens.shape
+        return self.search_tokens.transpose(1, 2).reshape(b, c, h, w)
 
     def replace(self, **changes: object) -> TokenState:
         return dataclasses.replace(self, **changes)
@@ -79,11 +108,14 @@ class TokenState:
 
 @dataclass
 class BackboneOutput:
-    """``tokens`` after finalize, ``features`` after the requested blocks (before the final norm)."""
+    """``state`` after finalize, ``features`` after the requested blocks (before the final norm)."""
 
-    tokens: Tensor
-    features: dict[int, Tensor]
     state: TokenState
+    features: dict[int, Tensor]
+
+    @property
+    def tokens(self) -> Tensor:
+        return self.state.tokens
 
     @property
     def removed_indexes(self) -> tuple[Tensor, ...]:
@@ -104,7 +136,8 @@ class OneStreamViT(nn.Module):
         num_extra_tokens: learned tokens appended after search (MixFormerV2 ``reg_tokens`` +
             ``pos_embed_reg``).
         attn_mode: 'full' or 'asymmetric' (template queries see only template keys).
-        ce_loc, ce_keep_ratio: blocks that do candidate elimination and their keep ratios.
+        ce_loc, ce_keep_ratio: blocks that do candidate elimination and their keep ratios (kept on
+            the backbone, ``ce_keep_ratio_at``: CE is a property of the running backbone).
         ce_template_range: template rows that score search tokens (ALL, CTR_POINT, CTR_REC).
         final_norm: apply ``norm`` after the last block (OSTrack yes, MixFormer no).
         unused_timm_params: dead timm leftovers kept for strict checkpoint loading, any of
@@ -175,10 +208,9 @@ class OneStreamViT(nn.Module):
         rates = _per_block(drop_path_rate, depth) if isinstance(drop_path_rate, Sequence) else linspace_rates(
             drop_path_rate, depth
         )
-        keep = dict(zip(ce_loc, ce_keep_ratio))
+        self.ce_keep_ratios: dict[int, float] = {int(i): float(r) for i, r in zip(ce_loc, ce_keep_ratio) if r < 1}
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, ratios[i], qkv_bias, rates[i], norm_eps, attn_mode, keep.get(i, 1.0))
-            for i in range(depth)
+            Block(embed_dim, num_heads, ratios[i], qkv_bias, rates[i], norm_eps, attn_mode) for i in range(depth)
         )
         if final_norm or "norm" in unused:
             self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
@@ -249,9 +281,9 @@ class OneStreamViT(nn.Module):
         """Template tokens of one template."""
         return _numel(self.template_grid)
 
-    @property
-    def num_search_tokens(self) -> int:
-        return _numel(self.search_grid)
+    def ce_keep_ratio_at(self, index: int) -> float:
+        """Keep ratio of this backbone's block ``index`` (1: no candidate elimination there)."""
+        return self.ce_keep_ratios.get(index, 1.0)
 
     def position_tables(self) -> tuple[Tensor, Tensor]:
         """(template table, search table), whichever kind this backbone has."""
@@ -278,7 +310,9 @@ class OneStreamViT(nn.Module):
         drop = set(indices)
         if any(not 0 <= i < self.depth for i in drop):
             raise ValueError(f"remove_blocks {sorted(drop)} outside blocks 0..{self.depth - 1}")
-        self.blocks = nn.ModuleList(b for i, b in enumerate(self.blocks) if i not in drop)
+        kept = [i for i in range(self.depth) if i not in drop]
+        self.ce_keep_ratios = {new: self.ce_keep_ratios[old] for new, old in enumerate(kept) if old in self.ce_keep_ratios}
+        self.blocks = nn.ModuleList(self.blocks[i] for i in kept)
 
     def set_drop_path_rate(self, rate: float) -> None:
         """Re-spread stochastic depth linearly over the current depth (the official rebuild after pruning)."""
@@ -311,9 +345,25 @@ class OneStreamViT(nn.Module):
             num_search=n_s,
             num_extra=self.num_extra_tokens,
             total_search=n_s,
-            search_index=torch.arange(n_s, device=x.device).unsqueeze(0).expand(b, -1),
+            search_grid=self.search_grid,
+            search_index=_grid_index(b, n_s, x.device),
             ce_template_mask=ce_template_mask,
             ce_keep_rate=ce_keep_rate,
+        )
+
+    def layout(self, tokens: Tensor, final: bool = False) -> TokenState:
+        """The layout of a full ``[templates | search | extra]`` sequence built elsewhere (template cache)."""
+        n_t = self.num_templates * self.num_template_tokens
+        n_s = tokens.shape[1] - n_t - self.num_extra_tokens
+        return TokenState(
+            tokens=tokens,
+            num_template=n_t,
+            num_search=n_s,
+            num_extra=self.num_extra_tokens,
+            total_search=n_s,
+            search_grid=self.search_grid,
+            search_index=_grid_index(tokens.shape[0], n_s, tokens.device),
+            final=final,
         )
 
     def embed_templates(self, template: Tensor) -> Tensor:
@@ -338,26 +388,68 @@ class OneStreamViT(nn.Module):
         return torch.cat([x, extra], dim=1)
 
     def run_blocks(
-        self, state: TokenState, start: int, end: int, gamma: Gamma = None, blocks: nn.ModuleList | None = None
+        self,
+        state: TokenState,
+        start: int,
+        end: int,
+        *,
+        blocks: Sequence[nn.Module] | None = None,
+        gamma: Gamma = None,
+        ce_keep_ratios: Mapping[int, float] | None = None,
     ) -> TokenState:
         """Run blocks [start, end) of this backbone, or of ``blocks`` (e.g. a teacher's) on the same state.
 
         ``gamma`` holds per-block residual scales indexed by absolute block index (sequence or
-        mapping; missing entries mean 1).
+        mapping; missing entries mean 1). Candidate elimination follows this backbone's CE blocks,
+        whoever owns the block objects; ``ce_keep_ratios`` (absolute index -> ratio) replaces them
+        for this call, e.g. ``teacher.backbone.ce_keep_ratios`` to run a CE teacher as it was trained.
         """
-        blocks = self.blocks if blocks is None else blocks
-        for i in range(start, end):
-            state = self._run_block(blocks[i], state, _gamma_at(gamma, i))
+        for _, state in self.iter_blocks(state, start, end, blocks=blocks, gamma=gamma, ce_keep_ratios=ce_keep_ratios):
+            pass
         return state
 
-    def finalize(self, state: TokenState) -> Tensor:
-        """Final norm (if applied), then CE restore: search tokens back in row-major order, removed ones zero."""
+    def iter_blocks(
+        self,
+        state: TokenState,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        blocks: Sequence[nn.Module] | None = None,
+        gamma: Gamma = None,
+        ce_keep_ratios: Mapping[int, float] | None = None,
+    ) -> Iterator[tuple[int, TokenState]]:
+        """Yield ``(i, state after block i)`` for blocks [start, end) (default: to the last block).
+
+        The early stop of early-exit trackers: ``break`` when an exit is confident, and the later
+        blocks never run (timm's ``forward_intermediates(stop_early=True)``). Arguments as ``run_blocks``.
+        """
+        if state.final:
+            raise ValueError("this state is finalized (normed, search restored); run blocks on the state before finalize")
+        blocks = self.blocks if blocks is None else blocks
+        ratios = self.ce_keep_ratios if ce_keep_ratios is None else ce_keep_ratios
+        for i in range(start, self.depth if end is None else end):
+            state = self._run_block(blocks[i], state, _gamma_at(gamma, i), ratios.get(i, 1.0))
+            yield i, state
+
+    def finalize(self, state: TokenState) -> TokenState:
+        """Final norm (if applied), then CE restore: search tokens back in row-major order, removed ones zero.
+
+        Non-destructive (a new state), so an early-exit tracker may finalize after any block.
+        ``removed_indexes`` stay on the result for the parity outputs and CE statistics.
+        """
+        if state.final:
+            return state
         x = self.norm(state.tokens) if self.final_norm else state.tokens
-        if not state.removed_indexes:
-            return x
-        t, s = state.num_template, state.num_search
-        search = restore_search(x[:, t : t + s], state.search_index, state.total_search)
-        return torch.cat([x[:, :t], search, x[:, t + s :]], dim=1)
+        if state.removed_indexes:
+            t, s = state.num_template, state.num_search
+            search = restore_search(x[:, t : t + s], state.search_index, state.total_search)
+            x = torch.cat([x[:, :t], search, x[:, t + s :]], dim=1)
+        return state.replace(
+            tokens=x,
+            num_search=state.total_search,
+            search_index=_grid_index(x.shape[0], state.total_search, x.device),
+            final=True,
+        )
 
     def forward(
         self,
@@ -373,20 +465,25 @@ class OneStreamViT(nn.Module):
         Features are taken before the final norm; after a CE block they hold only the kept search
         tokens, in score order (``state.search_index`` maps them back).
         """
+        return self.forward_state(self.embed(template, search, ce_template_mask, ce_keep_rate), gamma, return_features)
+
+    def forward_state(
+        self, state: TokenState, gamma: Gamma = None, return_features: Iterable[int] = ()
+    ) -> BackboneOutput:
+        """All blocks on an embedded state, then finalize (what every family's ``forward`` runs)."""
         wanted = set(return_features)
-        state = self.embed(template, search, ce_template_mask, ce_keep_rate)
         features: dict[int, Tensor] = {}
-        for i in range(self.depth):
-            state = self.run_blocks(state, i, i + 1, gamma)
+        for i, state in self.iter_blocks(state, gamma=gamma):
             if i in wanted:
                 features[i] = state.tokens
-        return BackboneOutput(self.finalize(state), features, state)
+        return BackboneOutput(self.finalize(state), features)
 
     # ------------------------------------------------------------------ one block
 
-    def _run_block(self, block: Block, state: TokenState, gamma: float | Tensor) -> TokenState:
-        ratio = block.ce_keep_ratio if state.ce_keep_rate is None else state.ce_keep_rate
-        eliminates = block.ce_keep_ratio < 1 and ratio < 1
+    def _run_block(self, block: Block, state: TokenState, gamma: float | Tensor, ce_ratio: float) -> TokenState:
+        """``ce_ratio`` < 1 marks an eliminating position; the state's ``ce_keep_rate`` (warm-up) overrides its ratio."""
+        ratio = ce_ratio if state.ce_keep_rate is None else state.ce_keep_rate
+        eliminates = ce_ratio < 1 and ratio < 1
         if not eliminates and self.gamma_mode == "branch":
             return state.replace(tokens=block(state.tokens, state.num_template, gamma))
 
@@ -429,6 +526,11 @@ def _gamma_at(gamma: Gamma, index: int) -> float | Tensor:
     if isinstance(gamma, Mapping):
         return gamma.get(index, 1.0)
     return gamma[index]
+
+
+def _grid_index(batch: int, num_search: int, device: torch.device) -> Tensor:
+    """Row-major search positions 0..Ns-1 for every sample (the layout before any elimination)."""
+    return torch.arange(num_search, device=device).unsqueeze(0).expand(batch, -1)
 
 
 def _per_block(value: float | Sequence[float], depth: int) -> list[float]:

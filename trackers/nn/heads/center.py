@@ -3,11 +3,17 @@
 Spec compresstracker.md §1.4. Each branch is four Conv3x3+BN+ReLU layers with widths
 C -> ch -> ch/2 -> ch/4 -> ch/8, then a 1x1 conv. Key names follow the official module
 (``conv{1..4}_{ctr,offset,size}.{0,1}``, ``conv5_*``) so checkpoints load by name.
+
+The first Conv+BN+ReLU of each branch is its *stem*. ``stem`` / ``from_stems`` expose the split,
+and ``forward(feat, stem_residual)`` adds a per-branch map after the stem: DyTrack's cascade
+recycling (dytrack.md §4: ``F_k = Stem_k(X_k) + R_k(G_{k-1})``) without a copy of the head.
 """
 
 from __future__ import annotations
 
 import torch
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
 from trackers.nn.heads.layers import conv_bn_relu
@@ -32,17 +38,34 @@ class CenterHead(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def _branch(self, name: str, x: Tensor) -> Tensor:
-        for i in range(1, NUM_CONV_LAYERS + 2):
-            x = getattr(self, f"conv{i}_{name}")(x)
-        return x
+    def stem(self, feat: Tensor) -> dict[str, Tensor]:
+        """Each branch's first Conv+BN+ReLU on the (B, C, F, F) feature: {'ctr'|'offset'|'size': (B, ch, F, F)}."""
+        return {name: getattr(self, f"conv1_{name}")(feat) for name in BRANCHES}
 
-    def forward(self, feat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Return (score_map (B,1,F,F), size_map (B,2,F,F) as (w, h), offset_map (B,2,F,F) as (dx, dy))."""
-        score = self._branch("ctr", feat).sigmoid().clamp(SIGMOID_CLAMP, 1 - SIGMOID_CLAMP)
-        size = self._branch("size", feat).sigmoid().clamp(SIGMOID_CLAMP, 1 - SIGMOID_CLAMP)
-        offset = self._branch("offset", feat)
-        return score, size, offset
+    def from_stems(self, stems: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The rest of every branch on its stem output; returns the maps of ``forward``."""
+        raw = {}
+        for name in BRANCHES:
+            x = stems[name]
+            for i in range(2, NUM_CONV_LAYERS + 2):
+                x = getattr(self, f"conv{i}_{name}")(x)
+            raw[name] = x
+        score = raw["ctr"].sigmoid().clamp(SIGMOID_CLAMP, 1 - SIGMOID_CLAMP)
+        size = raw["size"].sigmoid().clamp(SIGMOID_CLAMP, 1 - SIGMOID_CLAMP)
+        return score, size, raw["offset"]
+
+    def forward(self, feat: Tensor, stem_residual: Mapping[str, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Return (score_map (B,1,F,F), size_map (B,2,F,F) as (w, h), offset_map (B,2,F,F) as (dx, dy)).
+
+        ``stem_residual``: maps added to the named branches' stem outputs (missing branches: nothing added).
+        """
+        stems = self.stem(feat)
+        if stem_residual:
+            unknown = set(stem_residual) - set(BRANCHES)
+            if unknown:
+                raise ValueError(f"stem_residual names unknown branches {sorted(unknown)}; use {sorted(BRANCHES)}")
+            stems = {name: x + stem_residual[name] if name in stem_residual else x for name, x in stems.items()}
+        return self.from_stems(stems)
 
     @staticmethod
     def decode(score_map: Tensor, size_map: Tensor, offset_map: Tensor) -> Tensor:
