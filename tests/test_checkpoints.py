@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from trackers.models.checkpoints import CheckpointMismatchError, load_checkpoint, load_strict, read_checkpoint
+from trackers.models.checkpoints import CheckpointMismatchError, load_strict, load_weights, read_checkpoint
 
 
 def _net() -> nn.Module:
@@ -37,11 +37,21 @@ def test_load_strict_names_first_problem_and_source():
         load_strict(net, state | {"0.weight": torch.zeros(4, 2)}, "c.pth")
 
 
-def test_load_checkpoint_loads_values(tmp_path):
-    src, dst = _net(), _net()
+def test_load_weights_loads_files_and_mappings(tmp_path):
+    """A network class no family registered loads by its own names; in-memory dicts follow the file rules."""
+    src = _net()
     torch.save({"net": src.state_dict()}, tmp_path / "x.pth.tar")
-    load_checkpoint(dst, tmp_path / "x.pth.tar")
+    dst = _net()
+    load_weights(dst, tmp_path / "x.pth.tar")
     torch.testing.assert_close(dst[0].weight, src[0].weight)
+    lightning = {f"module.teacher.{k}": v for k, v in src.state_dict().items()}
+    dst = _net()
+    load_weights(dst, lightning, prefix="teacher.")
+    torch.testing.assert_close(dst[0].bias, src[0].bias)
+    with pytest.raises(CheckpointMismatchError, match="the given state dict"):
+        load_weights(_net(), lightning, prefix="student.")
+    with pytest.raises(CheckpointMismatchError, match="lacks key"):
+        load_weights(_net(), {"0.weight": src[0].weight})
 
 
 def test_unreadable_container_is_reported(tmp_path):

@@ -249,3 +249,54 @@ def test_mlp_reduction_and_new_input_size_load_strictly():
     load_strict(small, state, "reduced")
     fc1 = wide.backbone.blocks[0].mlp.fc1.weight
     assert torch.equal(small.backbone.blocks[0].mlp.fc1.weight, fc1[:32])
+
+
+def test_load_weights_takes_any_chain_stage(tmp_path):
+    """One loader for the chain: pruned blocks, MLP reduction at a new input size, score head added or dropped."""
+    from trackers.models.checkpoints import load_weights
+
+    deep = _tiny_v2(depth=4, score_head=False)
+    torch.save({"state_dict": {f"network.{k}": v for k, v in deep.state_dict().items()}}, tmp_path / "stage1.ckpt")
+    pruned = _tiny_v2(depth=2, score_head=True)  # stage 2b -> score-head training: the head keeps its init
+    init_score = {k: v.clone() for k, v in pruned.score_head.state_dict().items()}
+    load_weights(pruned, tmp_path / "stage1.ckpt", prune_blocks=(0, 2))
+    torch.testing.assert_close(pruned.backbone.blocks[1].attn.qkv.weight, deep.backbone.blocks[3].attn.qkv.weight)
+    for k, v in pruned.score_head.state_dict().items():
+        torch.testing.assert_close(v, init_score[k], rtol=0, atol=0)
+
+    torch.save({"net": pruned.state_dict()}, tmp_path / "online.pth.tar")
+    small = _tiny_v2(depth=2, mlp_ratio=1.0, search_size=48, template_size=16, score_head=False)
+    tables = [t.clone() for t in small.backbone.position_tables()]
+    load_weights(small, tmp_path / "online.pth.tar", reduce_mlp=True)
+    assert torch.equal(small.backbone.blocks[0].mlp.fc1.weight, pruned.backbone.blocks[0].mlp.fc1.weight[:32])
+    for own, loaded in zip(tables, small.backbone.position_tables()):
+        torch.testing.assert_close(loaded, own, rtol=0, atol=0)  # the new input size keeps its own tables
+
+
+def test_load_weights_keeps_saved_tables_of_the_same_size():
+    from trackers.models.checkpoints import load_weights
+
+    model = _tiny_v2(depth=1)
+    state = model.state_dict()
+    state["backbone.pos_embed_s"] = state["backbone.pos_embed_s"] + 1e-3  # e.g. the official float64-built table
+    load_weights(model, state)
+    torch.testing.assert_close(model.backbone.pos_embed_s, state["backbone.pos_embed_s"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", ["mixvit", "mixformerv2"])
+def test_mixformer_forward_is_the_block_interface(family: str):
+    torch.manual_seed(0)
+    model = MixViT(**TINY, depth=3, head_type="CORNER", head_channels=16).eval() if family == "mixvit" else _tiny_v2()
+    t, o, s = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32), torch.randn(2, 3, 64, 64)
+    gamma = {1: 0.5}
+    kwargs = {"gamma": gamma} if family == "mixformerv2" else {}
+    with torch.no_grad():
+        full = model(t, o, s, softmax=False, **kwargs)
+        state = model.run_blocks(model.embed(t, o, s), 0, 1)
+        state = model.run_blocks(state, 1, 3, gamma=gamma if kwargs else None)
+        manual = model.head(model.finalize(state), softmax=False)
+    torch.testing.assert_close(manual.boxes, full.boxes, rtol=0, atol=0)
+    for key, value in full.aux.items():
+        torch.testing.assert_close(manual.aux[key], value, rtol=0, atol=0)
+    if family == "mixformerv2":
+        torch.testing.assert_close(manual.aux["reg_tokens"], full.aux["backbone_feat"][:, -4:], rtol=0, atol=0)

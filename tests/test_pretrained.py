@@ -71,3 +71,24 @@ def test_unreachable_hub_names_the_local_file_option(monkeypatch):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrained"):
         load_mae_into(_backbone(), tmp_path / "nope.pth")
+
+
+def test_load_weights_pretrained_is_the_mae_path_for_networks_and_backbones(tmp_path):
+    """The one entry point: MAE into a tracker's backbone equals ``load_mae_into``; a backbone's own state too."""
+    from trackers.models.checkpoints import load_weights
+    from trackers.models.ostrack import OSTrack
+
+    path, _ = _mae_file(tmp_path)
+    direct = _backbone(unused_timm_params=("cls_token", "pos_embed"))
+    load_mae_into(direct, path)
+    torch.manual_seed(3)
+    network = OSTrack(embed_dim=DIM, depth=2, num_heads=2, head_channels=16)
+    report = load_weights(network, path, source="pretrained")
+    assert "mask_token" in report.unused and not report.missing
+    for key, value in direct.state_dict().items():
+        torch.testing.assert_close(network.backbone.state_dict()[key], value, rtol=0, atol=0)
+    other = _backbone(unused_timm_params=("cls_token", "pos_embed"))
+    load_weights(other, network.backbone.state_dict(), source="pretrained")
+    torch.testing.assert_close(other.blocks[1].mlp.fc2.weight, network.backbone.blocks[1].mlp.fc2.weight)
+    with pytest.raises(ValueError, match="prune_blocks"):
+        load_weights(network, path, source="pretrained", prune_blocks=(0,))

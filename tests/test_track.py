@@ -167,3 +167,17 @@ def test_bad_input_is_one_error_line(case: str, needle: str, video: Path, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+
+
+def test_mixformerv2_weights_load_without_a_class_name_dispatch(tmp_path: Path) -> None:
+    """A stage-2 MixFormerV2 file (no score head) into an online network: the family converter fills the head."""
+    from trackers.models.mixformerv2 import MixFormerV2
+
+    tiny = dict(embed_dim=32, depth=2, num_heads=2, template_size=32, search_size=64, num_bins=16)
+    torch.manual_seed(0)
+    stage2 = MixFormerV2(**tiny, score_head=False)
+    torch.save({"net": stage2.state_dict()}, tmp_path / "stage2.pth.tar")
+    online = MixFormerV2(**tiny, score_head=True)
+    load_network_weights(online, tmp_path / "stage2.pth.tar")
+    for key, value in stage2.state_dict().items():
+        torch.testing.assert_close(online.state_dict()[key], value, rtol=0, atol=0)
