@@ -17,7 +17,7 @@ search map, templates and extra tokens of the ``TokenState`` by name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from torch import nn
@@ -39,37 +39,20 @@ class BlockDrivenNetwork(nn.Module, ABC):
     def head(self, state: TokenState, **options: Any) -> TrackerOutput:
         """The heads on a finalized state; options are the family's forward head options."""
 
-    def run_blocks(
-        self,
-        state: TokenState,
-        start: int,
-        end: int,
-        *,
-        blocks: Sequence[nn.Module] | None = None,
-        gamma: Gamma = None,
-        ce_keep_ratios: Mapping[int, float] | None = None,
-    ) -> TokenState:
-        """Blocks [start, end) of the backbone, or lent ``blocks``; see ``OneStreamViT.run_blocks``."""
-        return self.backbone.run_blocks(state, start, end, blocks=blocks, gamma=gamma, ce_keep_ratios=ce_keep_ratios)
+    def run_blocks(self, state: TokenState, start: int, end: int, **options: Any) -> TokenState:
+        """Blocks [start, end) of the backbone or lent ``blocks=``; options (``blocks``, ``gamma``,
+        ``ce_keep_ratios``) as ``OneStreamViT.run_blocks``."""
+        return self.backbone.run_blocks(state, start, end, **options)
 
-    def run_segments(
-        self,
-        state: TokenState,
-        ends: Iterable[int],
-        *,
-        blocks: Sequence[nn.Module] | None = None,
-        gamma: Gamma = None,
-        ce_keep_ratios: Mapping[int, float] | None = None,
-    ) -> Iterator[tuple[int, TokenState]]:
-        """Yield ``(end, state after blocks [0, end))`` at each exit in ``ends`` (ascending).
-
-        Blocks past the last exit reached are never run: leaving the loop is the early stop.
+    def run_segments(self, state: TokenState, ends: Iterable[int], **options: Any) -> Iterator[tuple[int, TokenState]]:
+        """Yield ``(end, state after blocks [0, end))`` at each exit in ``ends`` (ascending); options
+        as ``run_blocks``. Blocks past the last exit reached are never run: leaving the loop is the early stop.
         """
         done = 0
         for end in sorted(set(ends)):
             if not 0 < end <= self.backbone.depth:
                 raise ValueError(f"exit after {end} blocks is outside 1..{self.backbone.depth}")
-            state = self.run_blocks(state, done, end, blocks=blocks, gamma=gamma, ce_keep_ratios=ce_keep_ratios)
+            state = self.run_blocks(state, done, end, **options)
             done = end
             yield end, state
 

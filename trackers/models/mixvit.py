@@ -13,6 +13,7 @@ stacking.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from trackers.models.interface import BlockDrivenNetwork, head_input_check
 from trackers.models.registry import StateDict, register_family
 from trackers.nn.heads.corner import CornerHeadType, build_corner_head
-from trackers.nn.vit import UNUSED_TIMM_PARAMS, GammaMode, OneStreamViT, TokenState
+from trackers.nn.vit import UNUSED_TIMM_PARAMS, OneStreamViT, TokenState
 from trackers.types import TrackerOutput
 
 NUM_TEMPLATES = 2
@@ -33,39 +34,11 @@ BN_COUNTER = "num_batches_tracked"
 BN_STAT = "running_mean"
 
 
-def mixformer_backbone(
-    *,
-    embed_dim: int,
-    depth: int,
-    num_heads: int,
-    mlp_ratio: float | Sequence[float],
-    patch_size: int,
-    template_size: int,
-    search_size: int,
-    num_extra_tokens: int = 0,
-    unused_timm_params: Iterable[str] = (),
-    drop_path_rate: float | Sequence[float] = DEFAULT_DROP_PATH_RATE,
-    norm_eps: float = 1e-6,
-    gamma_mode: GammaMode = "branch",
-) -> OneStreamViT:
-    """The MixFormer configuration of the shared backbone (MixViT and MixFormerV2)."""
+def mixformer_backbone(**vit_args: Any) -> OneStreamViT:
+    """The MixFormer configuration of the shared backbone (MixViT and MixFormerV2): two templates,
+    fixed sin-cos tables, asymmetric attention, no final norm; ``vit_args`` as ``OneStreamViT``."""
     return OneStreamViT(
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=mlp_ratio,
-        patch_size=patch_size,
-        template_size=template_size,
-        search_size=search_size,
-        num_templates=NUM_TEMPLATES,
-        pos_embed="sincos",
-        num_extra_tokens=num_extra_tokens,
-        attn_mode="asymmetric",
-        final_norm=False,
-        unused_timm_params=unused_timm_params,
-        drop_path_rate=drop_path_rate,
-        norm_eps=norm_eps,
-        gamma_mode=gamma_mode,
+        num_templates=NUM_TEMPLATES, pos_embed="sincos", attn_mode="asymmetric", final_norm=False, **vit_args
     )
 
 
@@ -90,7 +63,7 @@ class MixViT(BlockDrivenNetwork):
     """MixFormer ViT + corner head ('CORNER' stride 16, or the pyramidal 'CORNER_UP' stride 4).
 
     The dead timm parameters (``cls_token``, ``pos_embed``, ``norm``, ``head``) are kept so the
-    official checkpoints load strictly.
+    official checkpoints load strictly. Backbone arguments are spelled out for the YAMLs (as OSTrack).
     """
 
     def __init__(

@@ -8,6 +8,7 @@ CompressTracker students, which are OSTracks, register theirs in ``compresstrack
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,47 +23,22 @@ OSTRACK_TIMM_LEFTOVERS = ("cls_token", "pos_embed")
 """Dead timm parameters the official OSTrack checkpoints hold (loaded strictly, never used)."""
 
 
-def ostrack_backbone(
-    *,
-    embed_dim: int,
-    depth: int,
-    num_heads: int,
-    mlp_ratio: float | Sequence[float],
-    patch_size: int,
-    template_size: int,
-    search_size: int,
-    ce_loc: Sequence[int] = (),
-    ce_keep_ratio: Sequence[float] = (),
-    ce_template_range: TemplateRange = "CTR_POINT",
-    drop_path_rate: float | Sequence[float] = 0.1,
-    num_extra_tokens: int = 0,
-) -> OneStreamViT:
-    """The OSTrack configuration of the shared backbone (learned tables, full attention, final norm).
+def ostrack_backbone(**vit_args: Any) -> OneStreamViT:
+    """The OSTrack configuration of the shared backbone: learned tables, full attention, final norm.
 
-    ``num_extra_tokens`` appends learned tokens after the search (e.g. DyTrack's IoU token; stored
-    under the checkpoint names ``reg_tokens`` / ``pos_embed_reg``).
+    ``vit_args`` are ``OneStreamViT`` arguments (sizes, ``ce_*``, ``drop_path_rate``, and
+    ``num_extra_tokens`` for appended learned tokens such as DyTrack's IoU token, stored under the
+    checkpoint names ``reg_tokens`` / ``pos_embed_reg``), forwarded as timm's variants forward theirs.
     """
-    return OneStreamViT(
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=mlp_ratio,
-        patch_size=patch_size,
-        template_size=template_size,
-        search_size=search_size,
-        pos_embed="learned",
-        num_extra_tokens=num_extra_tokens,
-        ce_loc=ce_loc,
-        ce_keep_ratio=ce_keep_ratio,
-        ce_template_range=ce_template_range,
-        final_norm=True,
-        unused_timm_params=OSTRACK_TIMM_LEFTOVERS,
-        drop_path_rate=drop_path_rate,
-    )
+    return OneStreamViT(pos_embed="learned", final_norm=True, unused_timm_params=OSTRACK_TIMM_LEFTOVERS, **vit_args)
 
 
 class OSTrack(BlockDrivenNetwork):
-    """Template + search -> joint ViT (optionally with candidate elimination) -> centre head."""
+    """Template + search -> joint ViT (optionally with candidate elimination) -> centre head.
+
+    The backbone arguments are spelled out (not ``**kwargs``) because the experiment YAMLs set them
+    by name under ``network.init_args`` and each family has its own defaults.
+    """
 
     def __init__(
         self,
