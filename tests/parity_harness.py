@@ -147,7 +147,8 @@ def mixvit_from_meta(meta: Meta) -> MixViT:
     hidden = int(config.get("MODEL.HIDDEN_DIM", vit["embed_dim"]))
     if hidden != vit["embed_dim"]:
         raise ValueError(
-            f"MODEL.HIDDEN_DIM {hidden} must equal the ViT width {vit['embed_dim']} (it is the corner head's input width)"
+            f"MODEL.HIDDEN_DIM {hidden} must equal the ViT width {vit['embed_dim']} "
+            f"(it is the corner head's input width)"
         )
     return MixViT(
         **vit,
@@ -190,7 +191,11 @@ def mixformerv2_parity(model: nn.Module, meta: Meta, inputs: Mapping[str, Tensor
         run_score_head=kw.get("run_score_head", False),
         return_features=(last,),
     )
-    result = {"pred_boxes": out.boxes.unsqueeze(1), "reg_tokens": out.aux["reg_tokens"], "distill_feat_last": out.features[last]}
+    result = {
+        "pred_boxes": out.boxes.unsqueeze(1),
+        "reg_tokens": out.aux["reg_tokens"],
+        "distill_feat_last": out.features[last],
+    }
     result.update({f"prob_{side}": out.aux[f"prob_{side}"] for side in SIDES})
     if out.score is not None:
         result["pred_scores"] = out.score

@@ -100,7 +100,9 @@ def test_lent_ce_blocks_eliminate_only_when_asked():
     assert lent.removed_indexes == () and lent.num_search == lent.total_search
     unlent = plain_teacher.run_blocks(student.embed(z, x), 0, DEPTH)
     torch.testing.assert_close(lent.tokens, unlent.tokens, rtol=0, atol=0)
-    asked = student.run_blocks(student.embed(z, x), 0, DEPTH, blocks=teacher.blocks, ce_keep_ratios=teacher.ce_keep_ratios)
+    asked = student.run_blocks(
+        student.embed(z, x), 0, DEPTH, blocks=teacher.blocks, ce_keep_ratios=teacher.ce_keep_ratios
+    )
     own = teacher(z, x)
     assert len(asked.removed_indexes) == 2
     torch.testing.assert_close(student.finalize(asked).tokens, own.tokens, rtol=0, atol=0)

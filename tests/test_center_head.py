@@ -77,7 +77,8 @@ def test_ostrack_head_reads_the_search_tokens_not_an_appended_token():
 def test_extra_token_reaches_the_head_only_through_attention():
     """No blocks: nothing attends, so changing the extra token cannot change what the head reads."""
     torch.manual_seed(0)
-    shallow, deep = OSTrack(depth=0, num_extra_tokens=1, **TINY).eval(), OSTrack(depth=2, num_extra_tokens=1, **TINY).eval()
+    shallow = OSTrack(depth=0, num_extra_tokens=1, **TINY).eval()
+    deep = OSTrack(depth=2, num_extra_tokens=1, **TINY).eval()
     z, x = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         before = [_head_input(m, z, x) for m in (shallow, deep)]

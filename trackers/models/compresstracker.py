@@ -100,9 +100,8 @@ def skip_init_state(teacher_state: StateDict, student: nn.Module) -> StateDict:
     state = {k: v for k, v in teacher_state.items() if not k.startswith(SUITE_STUDENT_PREFIX)}
     for i, src in enumerate(sources):
         prefix = f"{SUITE_STUDENT_PREFIX}{src}."
-        state.update(
-            {f"{SUITE_STUDENT_PREFIX}{i}.{k[len(prefix):]}": v for k, v in teacher_state.items() if k.startswith(prefix)}
-        )
+        stage = {k[len(prefix) :]: v for k, v in teacher_state.items() if k.startswith(prefix)}
+        state.update({f"{SUITE_STUDENT_PREFIX}{i}.{k}": v for k, v in stage.items()})
     return state
 
 

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from trackers.models.interface import BlockDrivenNetwork, head_input_check
 from trackers.models.mixvit import mixformer_backbone, stack_templates
 from trackers.models.registry import StateDict, register_family
-from trackers.models.surgery import prune_blocks_state_dict, reduce_mlp_state_dict  # noqa: F401  (methods import them here)
+# Re-exported for trackers.methods.mixformerv2 until it loads through checkpoints.load_weights.
+from trackers.models.surgery import prune_blocks_state_dict, reduce_mlp_state_dict  # noqa: F401
 from trackers.nn.heads.distribution import SIDES, DistributionHead
 from trackers.nn.heads.score import ScoreHead, ScoreReduction
 from trackers.nn.template_cache import TemplateCache, encode_templates, run_blocks_with_cache
@@ -155,7 +156,7 @@ class MixFormerV2(BlockDrivenNetwork):
         tokens, features = run_blocks_with_cache(
             self.backbone.blocks, cache, self.backbone.embed_search(search), return_features
         )
-        pred = self.head(self.backbone.layout(tokens, final=True), softmax, run_score_head)
+        pred = self.head(self.finalize(self.backbone.layout(tokens)), softmax, run_score_head)
         pred.features = features
         return pred
 

@@ -7,7 +7,7 @@ CompressTracker students, which are OSTracks, register theirs in ``compresstrack
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -99,7 +99,7 @@ class OSTrack(BlockDrivenNetwork):
         state = self.embed(template, search, ce_template_mask, ce_keep_rate)
         return self.forward_state(state, return_features=return_features)
 
-    def head(self, state: TokenState, stem_residual: dict[str, Tensor] | None = None) -> TrackerOutput:
+    def head(self, state: TokenState, stem_residual: Mapping[str, Tensor] | None = None) -> TrackerOutput:
         """Centre head on the finalized state's search map (extra tokens are not read).
 
         ``stem_residual``: per-branch maps added after the head's stem (cascade recycling).

@@ -311,7 +311,8 @@ class OneStreamViT(nn.Module):
         if any(not 0 <= i < self.depth for i in drop):
             raise ValueError(f"remove_blocks {sorted(drop)} outside blocks 0..{self.depth - 1}")
         kept = [i for i in range(self.depth) if i not in drop]
-        self.ce_keep_ratios = {new: self.ce_keep_ratios[old] for new, old in enumerate(kept) if old in self.ce_keep_ratios}
+        ratios = self.ce_keep_ratios
+        self.ce_keep_ratios = {new: ratios[old] for new, old in enumerate(kept) if old in ratios}
         self.blocks = nn.ModuleList(self.blocks[i] for i in kept)
 
     def set_drop_path_rate(self, rate: float) -> None:
@@ -351,8 +352,8 @@ class OneStreamViT(nn.Module):
             ce_keep_rate=ce_keep_rate,
         )
 
-    def layout(self, tokens: Tensor, final: bool = False) -> TokenState:
-        """The layout of a full ``[templates | search | extra]`` sequence built elsewhere (template cache)."""
+    def layout(self, tokens: Tensor) -> TokenState:
+        """The layout of a full, unpruned ``[templates | search | extra]`` sequence run elsewhere (template cache)."""
         n_t = self.num_templates * self.num_template_tokens
         n_s = tokens.shape[1] - n_t - self.num_extra_tokens
         return TokenState(
@@ -363,7 +364,6 @@ class OneStreamViT(nn.Module):
             total_search=n_s,
             search_grid=self.search_grid,
             search_index=_grid_index(tokens.shape[0], n_s, tokens.device),
-            final=final,
         )
 
     def embed_templates(self, template: Tensor) -> Tensor:
@@ -424,7 +424,9 @@ class OneStreamViT(nn.Module):
         blocks never run (timm's ``forward_intermediates(stop_early=True)``). Arguments as ``run_blocks``.
         """
         if state.final:
-            raise ValueError("this state is finalized (normed, search restored); run blocks on the state before finalize")
+            raise ValueError(
+                "this state is finalized (normed, search restored); run blocks on the state before finalize"
+            )
         blocks = self.blocks if blocks is None else blocks
         ratios = self.ce_keep_ratios if ce_keep_ratios is None else ce_keep_ratios
         for i in range(start, self.depth if end is None else end):
@@ -481,7 +483,7 @@ class OneStreamViT(nn.Module):
     # ------------------------------------------------------------------ one block
 
     def _run_block(self, block: Block, state: TokenState, gamma: float | Tensor, ce_ratio: float) -> TokenState:
-        """``ce_ratio`` < 1 marks an eliminating position; the state's ``ce_keep_rate`` (warm-up) overrides its ratio."""
+        """``ce_ratio`` < 1 marks an eliminating position; the state's ``ce_keep_rate`` (warm-up) overrides it."""
         ratio = ce_ratio if state.ce_keep_rate is None else state.ce_keep_rate
         eliminates = ce_ratio < 1 and ratio < 1
         if not eliminates and self.gamma_mode == "branch":
