@@ -54,3 +54,9 @@ def test_manifest_layout(manifest: Path):
     assert {k for k, p in params.items() if not p.requires_grad} == frozen
     buffers = {name for name, k in entries.items() if k["kind"] == "buffer"}
     assert {k for k, _ in model.named_buffers()} == buffers
+
+
+def test_unknown_official_config_fails_instead_of_skipping():
+    assert official_config("experiments/mixformer_vit_online/baseline.yaml") is None
+    with pytest.raises(KeyError, match="UNREGISTERED_CONFIGS"):
+        official_config("experiments/ostrack/vitb_256_mae_ce_32x4_ep30.yaml")

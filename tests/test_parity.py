@@ -55,3 +55,10 @@ def test_parity(fixture: Path):
             torch.testing.assert_close(
                 got[key].float(), expected[key], atol=spec["atol"], rtol=spec["rtol"], msg=lambda m: f"{fixture.name}/{key}: {m}"
             )
+
+
+def test_unknown_fixture_family_fails_instead_of_skipping():
+    """Only the allow-listed families skip; a misspelt family name must fail loudly."""
+    assert parity_family("compresstracker_train") is None
+    with pytest.raises(KeyError, match="UNREGISTERED_FAMILIES"):
+        parity_family("ostrak")

@@ -11,6 +11,7 @@ Spec mixformerv2.md §2.2-2.4. Key names are the official ones (``conv{1..5}_{tl
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
@@ -33,7 +34,7 @@ def _trunk_widths(in_channels: int, channels: int) -> list[int]:
     return [in_channels] + [channels // 2**i for i in range(NUM_TRUNK_UNITS)]
 
 
-class _CornerHeadBase(nn.Module):
+class _CornerHeadBase(nn.Module, ABC):
     """Per corner the conv trunk ``conv1..conv4`` (Conv+BN+ReLU) and ``conv5`` (1x1 -> 1 channel);
     subclasses wire it into a score map. Decode: soft-argmax of both maps -> cxcywh box."""
 
@@ -48,8 +49,9 @@ class _CornerHeadBase(nn.Module):
                 self.add_module(f"conv{i + 1}_{corner}", conv_bn_relu(self.widths[i], self.widths[i + 1]))
             self.add_module(f"conv{NUM_TRUNK_UNITS + 1}_{corner}", nn.Conv2d(self.widths[-1], 1, kernel_size=1))
 
+    @abstractmethod
     def score_map(self, x: Tensor, corner: str) -> Tensor:
-        raise NotImplementedError
+        """(B, 1, F, F) scores of ``corner`` ('tl' or 'br') on the (B, C, H, W) search map."""
 
     def forward(self, x: Tensor, softmax: bool = True) -> tuple[Tensor, dict[str, Tensor]]:
         """x: (B, C, H, W) search map. Returns (box (B, 4) crop cxcywh, {prob_tl, prob_br} (B, F*F)).
