@@ -300,3 +300,20 @@ def test_mixformer_forward_is_the_block_interface(family: str):
         torch.testing.assert_close(manual.aux[key], value, rtol=0, atol=0)
     if family == "mixformerv2":
         torch.testing.assert_close(manual.aux["reg_tokens"], full.aux["backbone_feat"][:, -4:], rtol=0, atol=0)
+
+
+def test_load_weights_fits_a_network_to_an_in_run_pruned_checkpoint(tmp_path):
+    """`lightning track` with the experiment's deep student and a checkpoint written after in-run pruning."""
+    from trackers.models.checkpoints import load_weights
+
+    trained = _tiny_v2(depth=4)
+    trained.backbone.remove_blocks([1, 2])
+    ckpt = {"state_dict": {f"network.{k}": v for k, v in trained.state_dict().items()}, "pruned_blocks": [1, 2]}
+    torch.save(ckpt, tmp_path / "stage2.ckpt")
+    fresh = _tiny_v2(depth=4)
+    load_weights(fresh, tmp_path / "stage2.ckpt")
+    assert fresh.backbone.depth == 2
+    torch.testing.assert_close(fresh.backbone.blocks[1].mlp.fc2.weight, trained.backbone.blocks[1].mlp.fc2.weight)
+    already = _tiny_v2(depth=2)  # built at the final depth: loads as is
+    load_weights(already, tmp_path / "stage2.ckpt")
+    assert already.backbone.depth == 2

@@ -24,7 +24,12 @@ from torch import Tensor, nn
 
 from trackers.errors import BadFileError, MissingFileError, SetupError
 from trackers.models.registry import StateDict, families_of
-from trackers.models.surgery import mlp_hidden_features, prune_blocks_state_dict, reduce_mlp_state_dict
+from trackers.models.surgery import (
+    block_indices,
+    mlp_hidden_features,
+    prune_blocks_state_dict,
+    reduce_mlp_state_dict,
+)
 from trackers.nn.pretrained import PretrainedReport, load_vit_state_into, read_mae_state_dict
 from trackers.nn.vit import OneStreamViT
 
@@ -32,6 +37,8 @@ LIGHTNING_MODEL_PREFIX = "network."  # every TrackingModule keeps its deployable
 DDP_PREFIX = "module."
 WeightSource = Literal["checkpoint", "teacher", "pretrained"]
 IN_MEMORY = "the given state dict"
+PRUNED_BLOCKS_KEY = "pruned_blocks"
+"""Lightning checkpoint entry of a run that removed blocks in-run (MixFormerV2 progressive depth pruning)."""
 
 
 class CheckpointMismatchError(SetupError):
@@ -40,15 +47,23 @@ class CheckpointMismatchError(SetupError):
 
 def read_checkpoint(path: str | Path, prefix: str | None = None) -> StateDict:
     """State dict of ``path``; ``prefix`` selects a sub-network of a Lightning checkpoint (e.g. 'teacher.')."""
+    return _read_container(path, prefix)[0]
+
+
+def _read_container(path: str | Path, prefix: str | None) -> tuple[StateDict, tuple[int, ...]]:
+    """(state dict, blocks a depth-pruning run removed in-run: a Lightning checkpoint's ``pruned_blocks``)."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"checkpoint {path} does not exist; fix the checkpoint path in the config or command line")
     obj = _torch_load(path)
+    pruned: tuple[int, ...] = ()
     if isinstance(obj, Mapping) and isinstance(obj.get("net"), Mapping):
         state = dict(obj["net"])
     elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         state = dict(obj["state_dict"])
-        prefix = LIGHTNING_MODEL_PREFIX if prefix is None else prefix
+        if prefix is None:
+            prefix = LIGHTNING_MODEL_PREFIX
+            pruned = tuple(int(i) for i in obj.get(PRUNED_BLOCKS_KEY) or ())
     elif isinstance(obj, Mapping) and obj and all(isinstance(v, Tensor) for v in obj.values()):
         state = dict(obj)
     else:
@@ -56,7 +71,7 @@ def read_checkpoint(path: str | Path, prefix: str | None = None) -> StateDict:
             f"{path} is not a checkpoint: expected ['net'] (official .pth.tar), "
             f"['state_dict'] (Lightning .ckpt) or a plain state dict"
         )
-    return _select(state, prefix, str(path))
+    return _select(state, prefix, str(path)), pruned
 
 
 def strip_prefix(state: StateDict, prefix: str) -> StateDict:
@@ -115,7 +130,8 @@ def load_weights(
     prefix: sub-network of a Lightning checkpoint ('network.' by default, 'teacher.' for a teacher).
     prune_blocks: drop these blocks of the checkpoint and renumber the rest (a depth-pruning run that
         ended with its faded blocks still in); reduce_mlp: keep the leading MLP units that fit the
-        network (MLP reduction). Both only with source='checkpoint'.
+        network (MLP reduction). Both only with source='checkpoint'. A Lightning checkpoint of a run
+        that removed blocks in-run (``pruned_blocks``) prunes a network still at the run's first depth.
     """
     name = IN_MEMORY if isinstance(path_or_state, Mapping) else str(path_or_state)
     removed = tuple(prune_blocks)
@@ -125,9 +141,12 @@ def load_weights(
         backbone = network if isinstance(network, OneStreamViT) else network.backbone
         state = dict(path_or_state) if isinstance(path_or_state, Mapping) else read_mae_state_dict(path_or_state)
         return load_vit_state_into(backbone, state, name)
-    state = _select(dict(path_or_state), prefix, name) if isinstance(path_or_state, Mapping) else read_checkpoint(
-        path_or_state, prefix
-    )
+    if isinstance(path_or_state, Mapping):
+        state, pruned_in_run = _select(dict(path_or_state), prefix, name), ()
+    else:
+        state, pruned_in_run = _read_container(path_or_state, prefix)
+    if pruned_in_run and source == "checkpoint":
+        _prune_network_like_the_run(network, state, pruned_in_run)
     families = families_of(network)
     for family in families:
         state = family.convert(state, network)
@@ -151,6 +170,14 @@ def load_checkpoint(module: nn.Module, path: str | Path, family: str | None = No
     """Former entry point, kept until ``trackers.methods`` call ``load_weights``; ``family`` is ignored
     (the converters follow the network's class). Remove at the switch."""
     load_weights(module, path, prefix=prefix)
+
+
+def _prune_network_like_the_run(network: nn.Module, state: StateDict, pruned: tuple[int, ...]) -> None:
+    """A checkpoint written after in-run pruning holds the shallower network: remove the same blocks
+    from a network still built at the run's initial depth (as the method's ``on_load_checkpoint`` does)."""
+    backbone = getattr(network, "backbone", None)
+    if isinstance(backbone, OneStreamViT) and backbone.depth == len(block_indices(state)) + len(pruned):
+        backbone.remove_blocks(pruned)
 
 
 def _select(state: StateDict, prefix: str | None, name: str) -> StateDict:
