@@ -47,6 +47,7 @@ import yaml
 from trackers.errors import MissingFileError, SetupError
 from trackers.evaluation.speed import SpeedReport
 from trackers.methods.base import METRICS_FILE
+from trackers.models.safe_unpickling import check_checkpoint_file, load_checkpoint_data
 
 PIPELINES_DIR = Path("configs/pipelines")
 FINAL_CHECKPOINT = "final.ckpt"
@@ -298,6 +299,7 @@ def _reuse(name: str, record_path: Path, expected: dict) -> str:
 def _existing(path: str, source: str) -> str:
     if not Path(path).is_file():
         raise MissingFileError(f"{source}: checkpoint {path} does not exist")
+    check_checkpoint_file(path)  # refused here, in one line, rather than inside the stage that reads it
     return path
 
 
@@ -363,7 +365,7 @@ def measure_speed(job: StageJob) -> SpeedReport:
     module = build_model_from_configs(list(job.configs), model_overrides(job.inputs, job.extra_args))
     if type(module).build_tracker is TrackingModule.build_tracker:
         raise NoTracker(job.name)
-    checkpoint = torch.load(job.checkpoint, map_location="cpu", weights_only=False)  # written by this pipeline
+    checkpoint = load_checkpoint_data(job.checkpoint)  # tensors-only, as `--ckpt_path` restores it
     module.on_load_checkpoint(checkpoint)  # as `--ckpt_path` restores: e.g. a depth-pruned student first drops blocks
     module.load_state_dict(checkpoint["state_dict"])
     device = resolve_device("cuda" if torch.cuda.is_available() else "cpu")
