@@ -299,7 +299,6 @@ def _reuse(name: str, record_path: Path, expected: dict) -> str:
 def _existing(path: str, source: str) -> str:
     if not Path(path).is_file():
         raise MissingFileError(f"{source}: checkpoint {path} does not exist")
-    check_checkpoint_file(path)  # refused here, in one line, rather than inside the stage that reads it
     return path
 
 
@@ -494,6 +493,10 @@ def main(argv: list[str]) -> int:
     chain = load_chain(args.chain)
     if args.root is not None:
         chain = Chain(chain.name, args.root, chain.stages, chain.comparisons)
+    use = dict(_pairs(args.use, "--use"))
+    for path in use.values():  # a checkpoint that is no data is refused now, in one line (a missing one: run_chain)
+        if Path(path).exists():
+            check_checkpoint_file(path)
     stage_configs: dict[str, list[str]] = {}
     for name, path in _pairs(args.stage_config, "--stage-config"):
         stage_configs.setdefault(name, []).append(path)
@@ -501,7 +504,7 @@ def main(argv: list[str]) -> int:
         chain,
         extra_configs=args.config,
         stage_configs=stage_configs,
-        use=dict(_pairs(args.use, "--use")),
+        use=use,
         rerun=args.rerun,
         until=args.until,
         extra_args=extra_args,
