@@ -172,7 +172,8 @@ class SafeUnpickler(pickle.Unpickler):
     """An unpickler whose ``find_class`` never imports and never returns a callable outside the allow-list.
 
     ``find_class`` is the only way a pickle reaches a global (GLOBAL, STACK_GLOBAL, INST, OBJ and the
-    EXT codes all go through it). It answers with an allow-listed object, refuses modules of
+    EXT codes all go through it; ``torch.load`` first maps legacy ``*Storage`` names to its inert
+    ``StorageType``). It answers with an allow-listed object, refuses modules of
     :data:`DENIED_MODULES`, and otherwise returns a stand-in class; no module is imported. Then, per
     opcode that calls or builds something:
 
@@ -190,7 +191,10 @@ class SafeUnpickler(pickle.Unpickler):
       ``append`` / ``extend`` / ``__setitem__``.
     - PERSID / BINPERSID: torch's own ``persistent_load`` (storages only), as in weights-only mode.
 
-    Every callable the stream can ever hold is thus allow-listed or a stand-in class.
+    Every callable the stream can ever hold is thus allow-listed or a stand-in class (attribute
+    lookups such as ``extend`` or ``keys`` can only find objects the stream built). Torch's own
+    weights-only unpickler (tried first) cannot serve here: it refuses SETITEMS on dict subclasses
+    such as ``EasyDict`` and needs every class registered by name before the load.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -207,7 +211,7 @@ class SafeUnpickler(pickle.Unpickler):
         if full in self._allowed:
             return self._allowed[full]
         if module.split(".")[0] in DENIED_MODULES:
-            raise RefusedCall(full)
+            raise RefusedCall(f"os.{name}" if module in ("posix", "nt") else full)  # os.system is posix.system
         if full not in self._stand_ins:
             self._stand_ins[full] = _stand_in_class(module, name)
         return self._stand_ins[full]
