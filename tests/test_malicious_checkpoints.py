@@ -30,7 +30,7 @@ from trackers.nn.pretrained import read_mae_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHTNING = [sys.executable, "-m", "lightning_app.cli"]
-OSTRACK_SMOKE = ["--config", str(ROOT / "configs/ostrack_256.yaml"), "--config", str(ROOT / "configs/presets/cpu_smoke.yaml")]
+OSTRACK_SMOKE = [arg for c in ("ostrack_256.yaml", "presets/cpu_smoke.yaml") for arg in ("--config", str(ROOT / "configs" / c))]
 CLI_TIMEOUT_S = 300
 
 
@@ -62,17 +62,17 @@ def _state() -> OrderedDict:
 
 def write_checkpoint(path: Path, shape: str, evil: object) -> Path:
     """``evil`` inside each container a checkpoint comes in."""
-    if shape == "official":
+    if shape in ("official", "official-legacy"):
         content = {"net": _state(), "settings": evil}
     elif shape == "lightning":
         content = {"state_dict": {f"network.{k}": v for k, v in _state().items()}, "hyper_parameters": {"x": evil}}
     else:
         content = {**_state(), "bias_extra": evil}
-    torch.save(content, path)
+    torch.save(content, path, _use_new_zipfile_serialization=shape != "official-legacy")  # legacy: torch < 1.6
     return path
 
 
-SHAPES = {"official": "evil.pth.tar", "lightning": "evil.ckpt", "plain": "evil.pth"}
+SHAPES = {"official": "evil.pth.tar", "official-legacy": "evil.pth.tar", "lightning": "evil.ckpt", "plain": "evil.pth"}
 PAYLOADS = ("os.system", "subprocess", "exec", "open", "path.touch", "partial")
 
 
