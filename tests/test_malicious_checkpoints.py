@@ -30,7 +30,8 @@ from trackers.nn.pretrained import read_mae_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHTNING = [sys.executable, "-m", "lightning_app.cli"]
-OSTRACK_SMOKE = [arg for c in ("ostrack_256.yaml", "presets/cpu_smoke.yaml") for arg in ("--config", str(ROOT / "configs" / c))]
+OSTRACK_CONFIGS = ("configs/ostrack_256.yaml", "configs/presets/cpu_smoke.yaml")
+OSTRACK_SMOKE = [arg for config in OSTRACK_CONFIGS for arg in ("--config", str(ROOT / config))]
 CLI_TIMEOUT_S = 300
 
 
