@@ -48,6 +48,7 @@ def run_lightning_cli(args: list[str]) -> None:
     from lightning.pytorch.cli import LightningCLI
 
     from trackers.methods.base import TrackingModule
+    from trackers.models.safe_unpickling import check_ckpt_path
 
     class DistilTrackCLI(LightningCLI):
         """Checks dataset roots in the launching process, before the Trainer or any DDP process starts."""
@@ -57,6 +58,12 @@ def run_lightning_cli(args: list[str]) -> None:
             if check is not None and self.subcommand is not None:
                 check(self.subcommand)
             return super().instantiate_trainer(**kwargs)
+
+        def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 - LightningCLI's signature
+            """Refuse a ``--ckpt_path`` that is not plain data before LightningCLI or the Trainer unpickle it."""
+            super().parse_arguments(parser, args)
+            if self.config.get("subcommand"):
+                check_ckpt_path(self.config[self.config["subcommand"]].get("ckpt_path"))
 
     sys.argv = [sys.argv[0], *args]  # LightningCLI reads sys.argv; passing args as well makes it warn
     DistilTrackCLI(

@@ -47,6 +47,7 @@ import yaml
 from trackers.errors import MissingFileError, SetupError
 from trackers.evaluation.speed import SpeedReport
 from trackers.methods.base import METRICS_FILE
+from trackers.models.safe_unpickling import check_checkpoint_file, load_checkpoint_data
 
 PIPELINES_DIR = Path("configs/pipelines")
 FINAL_CHECKPOINT = "final.ckpt"
@@ -363,7 +364,7 @@ def measure_speed(job: StageJob) -> SpeedReport:
     module = build_model_from_configs(list(job.configs), model_overrides(job.inputs, job.extra_args))
     if type(module).build_tracker is TrackingModule.build_tracker:
         raise NoTracker(job.name)
-    checkpoint = torch.load(job.checkpoint, map_location="cpu", weights_only=False)  # written by this pipeline
+    checkpoint = load_checkpoint_data(job.checkpoint)  # tensors-only, as `--ckpt_path` restores it
     module.on_load_checkpoint(checkpoint)  # as `--ckpt_path` restores: e.g. a depth-pruned student first drops blocks
     module.load_state_dict(checkpoint["state_dict"])
     device = resolve_device("cuda" if torch.cuda.is_available() else "cpu")
@@ -492,6 +493,10 @@ def main(argv: list[str]) -> int:
     chain = load_chain(args.chain)
     if args.root is not None:
         chain = Chain(chain.name, args.root, chain.stages, chain.comparisons)
+    use = dict(_pairs(args.use, "--use"))
+    for path in use.values():  # a checkpoint that is no data is refused now, in one line (a missing one: run_chain)
+        if Path(path).exists():
+            check_checkpoint_file(path)
     stage_configs: dict[str, list[str]] = {}
     for name, path in _pairs(args.stage_config, "--stage-config"):
         stage_configs.setdefault(name, []).append(path)
@@ -499,7 +504,7 @@ def main(argv: list[str]) -> int:
         chain,
         extra_configs=args.config,
         stage_configs=stage_configs,
-        use=dict(_pairs(args.use, "--use")),
+        use=use,
         rerun=args.rerun,
         until=args.until,
         extra_args=extra_args,

@@ -13,13 +13,10 @@ and the result is loaded strictly.
 
 from __future__ import annotations
 
-import pickle
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import Tensor, nn
 
 from trackers.errors import BadFileError, MissingFileError, SetupError
@@ -32,6 +29,7 @@ from trackers.models.surgery import (
 )
 from trackers.nn.pretrained import PretrainedReport, load_vit_state_into, read_mae_state_dict
 from trackers.nn.vit import OneStreamViT
+from trackers.models.safe_unpickling import load_checkpoint_data
 
 LIGHTNING_MODEL_PREFIX = "network."  # every TrackingModule keeps its deployable network as `self.network`
 DDP_PREFIX = "module."
@@ -194,28 +192,5 @@ def _select(state: StateDict, prefix: str | None, name: str) -> StateDict:
 
 
 def _torch_load(path: Path) -> Any:
-    """Tensors-only unpickling first; official trainer files also pickle settings objects of their own code."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        warnings.warn(
-            f"{path}: holds non-tensor objects; loading it with stand-ins for classes that cannot be imported",
-            stacklevel=3,
-        )
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_LenientPickle)
-
-
-class _LenientUnpickler(pickle.Unpickler):
-    """Replaces classes from the official repositories (not importable here) by an inert stand-in."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (), {"__setstate__": lambda self, state: None, "__init__": lambda self, *a, **k: None})
-
-
-class _LenientPickle:
-    Unpickler = _LenientUnpickler
-    load = pickle.load
-    loads = pickle.loads
+    """The file's content as data: tensors-only, else an allow-list with inert stand-ins; no code from it runs."""
+    return load_checkpoint_data(path)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from trackers.errors import BadFileError, MissingFileError, SetupError
+from trackers.models.safe_unpickling import load_checkpoint_data
 
 from trackers.nn.pos_embed import mae_grid, resize_pos_table
 from trackers.nn.vit import OneStreamViT
@@ -44,7 +45,7 @@ def read_mae_state_dict(source: str | Path) -> dict[str, Tensor]:
             f"MAE weights {path} not found; set `pretrained:` to an existing "
             f"mae_pretrain_vit_base.pth or to 'mae' (timm hub)"
         )
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_checkpoint_data(path)  # as data, never code; a corrupt file is one line
     state = obj.get("model", obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise BadFileError(f"{path} holds no MAE state dict (expected ckpt['model'] or a plain dict)")
