@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules.processing import IMAGENET_MEAN, IMAGENET_STD, normalize_image
-from trackers.nn.box_ops import hflip_crop_box_cxcywh, hflip_frame_box_xywh
+from trackers.geometry.crops import hflip_crop_box_cxcywh, hflip_frame_box_xywh
+from trackers.geometry.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 
 _TO_GRAY = A.ToGray(num_output_channels=3, method="weighted_average", p=1.0)
 
@@ -82,7 +82,7 @@ class CropAugmentation:
 
     ``brightness=0, hflip_prob=0`` gives the validation transform (to tensor + normalise only).
     ``normalize=False`` returns uint8 images with their brightness factor: the data module then
-    normalises whole batches after the transfer (``processing.normalize_uint8``, same values).
+    normalises whole batches after the transfer (``trackers.geometry.normalize.normalize_uint8``, same values).
     """
 
     brightness: float = 0.2

@@ -28,11 +28,12 @@ from torch.utils.data import DataLoader
 
 from datamodules.augmentation import CropAugmentation, JointAugmentation
 from datamodules.pair_dataset import EpochShardSampler, PairDataset
-from datamodules.processing import CropSettings, PairProcessor, normalize_uint8
+from datamodules.pair_processor import CropSettings, PairProcessor
 from datamodules.readers import SequenceReader, build_reader, require_root
-from datamodules.readers.frames import DECODE_REDUCTIONS
 from datamodules.sampler import SAMPLER_MODES, build_pair_sampler
 from datamodules.sequences import EvalSequenceDataset, RankStridedSampler, identity_collate
+from trackers.frames import DECODE_REDUCTIONS
+from trackers.geometry.normalize import normalize_uint8
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
 

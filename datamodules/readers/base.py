@@ -22,8 +22,8 @@ import numpy as np
 from datamodules.readers.annotation_cache import load_or_build_index
 from datamodules.readers.annotation_files import AnnotationError
 from datamodules.readers.annotation_index import AnnotationIndex, SequenceInfo
-from datamodules.readers.frames import EncodedFrame, FrameReadError, read_rgb
 from trackers.errors import MissingFileError
+from trackers.frames import EncodedFrame, FrameReadError, read_rgb
 
 __all__ = [
     "AnnotationIndex",
