@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 
-from datamodules.readers.base import SequenceReader, read_rgb
+from datamodules.readers.base import SequenceReader
+from trackers.frames import read_rgb
 
 
 @dataclass
@@ -27,10 +28,6 @@ class EvalSequence:
 
     def __len__(self) -> int:
         return len(self.frame_paths)
-
-    @property
-    def init_box(self) -> np.ndarray:
-        return self.gt_boxes[0]
 
     @cached_property
     def image_size(self) -> tuple[int, int]:

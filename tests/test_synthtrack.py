@@ -10,6 +10,7 @@ import torch
 
 from datamodules.readers import DatasetRootError, FrameReadError, LasotReader, build_reader
 from datamodules.synthtrack import write_synthtrack
+from tests.tiny_datasets import load_frame
 from trackers.nn.box_ops import paired_iou_xyxy, xywh_to_xyxy
 
 SIZE = (160, 120)
@@ -78,9 +79,9 @@ def test_reader_reads_boxes_flags_and_frames(synth_root: Path) -> None:
     np.testing.assert_array_equal(info.valid, (gt[:, 2] > 0) & (gt[:, 3] > 0))
     np.testing.assert_array_equal(info.visible, info.valid & ~absent)
     assert reader.sequence_info(0) is info  # parsed once, then cached
-    frames = reader.load_frames(0, [0, 3, 0])
-    assert frames[0].shape == (SIZE[1], SIZE[0], 3) and frames[0].dtype == np.uint8
-    assert frames[0] is frames[2]
+    frames = reader.open_frames(0, [0, 3, 0])
+    assert frames[0].decode().shape == (SIZE[1], SIZE[0], 3) and frames[0].decode().dtype == np.uint8
+    assert frames[0] is frames[2]  # a frame requested twice is read once
     assert reader.frame_path(0, 3).name == "00000004.jpg"
 
 
@@ -131,7 +132,7 @@ def test_corrupt_frame_error_names_the_file(tmp_path: Path) -> None:
     bad = reader.frame_path(0, 1)
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(FrameReadError, match=str(bad)):
-        reader.load_frames(0, [1])
+        load_frame(reader, 0, 1)
 
 
 def test_got10k_layout_holds_the_same_sequences(tmp_path: Path) -> None:
@@ -147,6 +148,6 @@ def test_got10k_layout_holds_the_same_sequences(tmp_path: Path) -> None:
             np.testing.assert_array_equal(a.sequence_info(i).boxes, b.sequence_info(i).boxes)
             np.testing.assert_array_equal(a.sequence_info(i).visible, b.sequence_info(i).visible)
             assert a.sequence_class(i) == b.sequence_class(i)
-            np.testing.assert_array_equal(a.load_frames(i, [7])[0], b.load_frames(i, [7])[0])
+            np.testing.assert_array_equal(load_frame(a, i, 7), load_frame(b, i, 7))
     with pytest.raises(ValueError, match="unknown SynthTrack layout"):
         write_synthtrack(tmp_path / "x", 1, 0, length=4, layout="vot")

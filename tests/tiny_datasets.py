@@ -13,6 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datamodules.readers import SequenceReader
+from trackers.frames import read_rgb
+
 SIZE = (48, 32)  # (W, H)
 
 
@@ -22,6 +25,11 @@ def frame_value(k: int) -> int:
 
 def frame_box(k: int) -> list[float]:
     return [2.0 + k, 3.0 + k, 10.0 + k, 8.5]
+
+
+def load_frame(reader: SequenceReader, i: int, frame_id: int) -> np.ndarray:
+    """RGB uint8 frame ``frame_id`` of sequence ``i``, decoded at full resolution (a missing or bad file raises)."""
+    return read_rgb(reader.frame_path(i, frame_id))
 
 
 def write_jpeg(path: Path, value: int, size: tuple[int, int] = SIZE) -> None:

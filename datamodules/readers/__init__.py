@@ -14,7 +14,6 @@ from datamodules.readers.base import (
     FrameReadError,
     SequenceInfo,
     SequenceReader,
-    read_rgb,
     require_root,
 )
 from datamodules.readers.coco import CocoReader
@@ -39,7 +38,6 @@ __all__ = [
     "TrackingNetReader",
     "Uav123Reader",
     "build_reader",
-    "read_rgb",
     "require_root",
 ]
 

@@ -12,6 +12,7 @@ takes every sequence of ``list.txt`` (the official val and test folders).
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,15 @@ class Got10kReader(SequenceFolderReader):
         seq_dir = self.sequence_dir(i)
         return [seq_dir / GT_FILE, seq_dir / ABSENCE_FILE, seq_dir / COVER_FILE, seq_dir / META_FILE]
 
+    def frame_size(self, i: int) -> tuple[int, int] | None:
+        """``resolution: (W, H)`` of meta_info.ini (the frames need not be present), else the first frame's header."""
+        meta_file = self.sequence_dir(i) / META_FILE
+        value = read_key_values(meta_file).get("resolution") if meta_file.is_file() else None
+        if value is None:
+            return super().frame_size(i)
+        width, height = ast.literal_eval(value)
+        return int(width), int(height)
+
     def parse_sequence(self, i: int) -> ParsedSequence:
         gt_file, absence_file, cover_file, meta_file = self.annotation_files(i)
         boxes = read_boxes(gt_file)
@@ -127,4 +137,4 @@ class Got10kReader(SequenceFolderReader):
         valid, visible = visibility(boxes, hidden)
         object_class = read_key_values(meta_file).get("object_class") if meta_file.is_file() else None
         note = "; ".join(notes) + (": frames without a label count as absent" if notes else "")
-        return ParsedSequence(SequenceInfo(boxes, valid, visible), object_class, note)
+        return ParsedSequence(SequenceInfo(boxes, valid, visible, ~hidden), object_class, note)

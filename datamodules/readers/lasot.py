@@ -111,4 +111,4 @@ class LasotReader(SequenceFolderReader):
                     "out-of-view flags: frames without a flag count as absent")
         hidden = fit_flags(occlusion, length) | fit_flags(out_of_view, length)
         valid, visible = visibility(boxes, hidden)
-        return ParsedSequence(SequenceInfo(boxes, valid, visible), sequence_class_name(self.names[i]), note)
+        return ParsedSequence(SequenceInfo(boxes, valid, visible, ~hidden), sequence_class_name(self.names[i]), note)
