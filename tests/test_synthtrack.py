@@ -14,6 +14,7 @@ from tests.tiny_datasets import load_frame
 from trackers.nn.box_ops import paired_iou_xyxy, xywh_to_xyxy
 
 SIZE = (160, 120)
+FIRST_BOX_AUC_BOUND = 13.5  # measured 10.41 on the fixture below (seed 3), plus 3 points of margin
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_first_box_tracker_scores_low(synth_root: Path) -> None:
     reader = build_reader("synthtrack", synth_root, "test")
     train = build_reader("synthtrack", synth_root, "train")
     aucs = [_first_box_auc(r.sequence_info(i)) for r in (reader, train) for i in range(r.num_sequences)]
-    assert np.mean(aucs) <= 35.0
+    assert np.mean(aucs) <= FIRST_BOX_AUC_BOUND
 
 
 def test_visible_boxes_lie_inside_the_frame(synth_root: Path) -> None:

@@ -29,7 +29,7 @@ from datamodules.readers.base import (
     require_root,
     visibility,
 )
-from datamodules.readers.lasot import data_specs_dir, read_split_file, split_file_key
+from datamodules.readers.lasot import FRAME_FILE, data_specs_dir, read_split_file, split_file_key
 from trackers.errors import BadFileError
 
 LIST_FILE = "list.txt"
@@ -37,6 +37,7 @@ GT_FILE = "groundtruth.txt"
 ABSENCE_FILE = "absence.label"
 COVER_FILE = "cover.label"
 META_FILE = "meta_info.ini"
+CUT_BY_IMAGE_FILE = "cut_by_image.label"  # part of the layout (written by SynthTrack), not read
 INDEX_FILES = {
     "train_full": "got10k_train_full_split.txt",
     "train": "got10k_train_split.txt",
@@ -104,7 +105,7 @@ class Got10kReader(SequenceFolderReader):
         return self.root / self.names[i]
 
     def frame_path(self, i: int, frame_id: int) -> Path:
-        return self.sequence_dir(i) / f"{frame_id + 1:08d}.jpg"
+        return self.sequence_dir(i) / FRAME_FILE.format(frame_id + 1)
 
     def annotation_files(self, i: int) -> list[Path]:
         seq_dir = self.sequence_dir(i)

@@ -99,10 +99,21 @@ def paired_ciou_xyxy(
 
 
 # ---------------------------------------------------------------------------------------------
-# NumPy helpers for the evaluation protocols (trackers/evaluation). The toolkits differ in their
+# NumPy helpers (data generation, evaluation protocols). The evaluation toolkits differ in their
 # pixel convention: ``pixel_offset = -1`` gives the inclusive-pixel centre x + (w - 1) / 2
 # (pytracking, LaSOT, got10k), ``+1`` the TrackingNet devkit's x + (w + 1) / 2.
 # ---------------------------------------------------------------------------------------------
+
+
+def cxcywh_to_xyxy_np(b: np.ndarray) -> np.ndarray:
+    """``cxcywh_to_xyxy`` for arrays (same float operations, so the same values)."""
+    centre, size = b[..., :2], b[..., 2:]
+    return np.concatenate((centre - 0.5 * size, centre + 0.5 * size), -1)
+
+
+def xyxy_to_xywh_np(b: np.ndarray) -> np.ndarray:
+    """``xyxy_to_xywh`` for arrays (integer boxes stay integer)."""
+    return np.concatenate((b[..., :2], b[..., 2:] - b[..., :2]), -1)
 
 
 def box_centre_xywh_np(b: np.ndarray, pixel_offset: float = 0.0) -> np.ndarray:
