@@ -148,8 +148,18 @@ def test_grayscale_replicates_channels() -> None:
     frame = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     gray_only = JointAugmentation(grayscale_prob=1.0, hflip_prob=0.0)
     (gray,), _ = gray_only([frame], np.zeros((1, 4)), np.random.default_rng(0))
+    assert gray.shape == frame.shape and gray.dtype == np.uint8
     np.testing.assert_array_equal(gray[..., 0], cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+
+
+def test_grayscale_equals_the_albumentations_transform_it_replaced() -> None:
+    """The dependency was dropped for this one call; where it is installed, the pixels must be the same."""
+    albumentations = pytest.importorskip("albumentations")
+    to_gray = albumentations.ToGray(num_output_channels=3, method="weighted_average", p=1.0)
+    for shape in [(8, 8, 3), (127, 33, 3), (240, 320, 3)]:
+        image = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_array_equal(JointAugmentation.grayscale(image), to_gray.apply(image))
 
 
 def test_crop_flip_mirrors_image_mask_and_box() -> None:

@@ -40,11 +40,6 @@ def xyxy_to_cxcywh(b: Tensor) -> Tensor:
     return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), -1)
 
 
-def xywh_to_cxcywh(b: Tensor) -> Tensor:
-    x, y, w, h = b.unbind(-1)
-    return torch.stack((x + 0.5 * w, y + 0.5 * h, w, h), -1)
-
-
 def cxcywh_to_xywh(b: Tensor) -> Tensor:
     cx, cy, w, h = b.unbind(-1)
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, w, h), -1)
