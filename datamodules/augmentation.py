@@ -15,11 +15,10 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
 
 from trackers.geometry.crops import hflip_crop_box_cxcywh, hflip_frame_box_xywh
 from trackers.geometry.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
+
 
 @dataclass(frozen=True)
 class JointAugmentation:
