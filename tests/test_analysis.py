@@ -12,6 +12,8 @@ import pytest
 from matplotlib import image as mpimg
 
 from trackers.evaluation import InvalidResultsError
+from datamodules.readers import build_reader
+from datamodules.sequences import EvalSequenceDataset
 from lightning_app.commands.analyze import analyze_benchmark as analyze
 from lightning_app.commands.analyze import read_annotations
 from tests.tiny_datasets import frame_box, make_got10k, make_lasot
@@ -134,3 +136,9 @@ def test_analysis_reads_the_ground_truth_with_the_test_readers(tmp_path: Path) -
     assert seq.image_size == (48, 32)  # from meta_info.ini
     with pytest.raises(FileNotFoundError, match="GOT-10k_Val_000009"):
         read_annotations(got, "got10k", ["GOT-10k_Val_000009"])
+    for reader_type, folder, annotations in (("got10k", got, [seq]), ("lasot", root, [cat, dog])):
+        evaluated = EvalSequenceDataset(build_reader(reader_type, folder, split=None))  # what `lightning test` scores
+        for item, ann in zip(evaluated, annotations, strict=True):
+            assert item.name == ann.name and item.image_size == ann.image_size
+            np.testing.assert_array_equal(item.gt_boxes, ann.boxes)
+            np.testing.assert_array_equal(item.visible, ann.visible)
