@@ -1,4 +1,8 @@
-"""Tracking data: readers, the pair sampler, crops and augmentation, SynthTrack."""
+"""Tracking data: readers, the pair sampler, training-pair processing and augmentation, SynthTrack.
+
+The crops themselves, normalisation and frame decoding are shared with tracking and live below, in
+``trackers.geometry`` and ``trackers.frames``.
+"""
 
 import cv2
 

@@ -2,8 +2,8 @@
 
 Joint transforms roll once per sample and apply to every frame (templates and search alike);
 per-crop transforms roll independently per crop. Every decision is drawn from the caller's numpy
-Generator, so a sample is a pure function of its seed; albumentations applies the grayscale
-conversion (its ``ToGray`` equals OpenCV RGB->GRAY replicated to 3 channels, as upstream).
+Generator, so a sample is a pure function of its seed. Grayscale is OpenCV's RGB->GRAY replicated
+to 3 channels, as upstream (the same pixels as albumentations' ``ToGray(method="weighted_average")``).
 Brightness multiplies the float [0, 1] crop and clamps, as upstream (no uint8 re-quantisation).
 """
 
@@ -13,16 +13,11 @@ from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-import albumentations as A
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
 
-from datamodules.processing import IMAGENET_MEAN, IMAGENET_STD, normalize_image
-from trackers.nn.box_ops import hflip_crop_box_cxcywh, hflip_frame_box_xywh
-
-_TO_GRAY = A.ToGray(num_output_channels=3, method="weighted_average", p=1.0)
+from trackers.geometry.crops import hflip_crop_box_cxcywh, hflip_frame_box_xywh
+from trackers.geometry.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize_image
 
 
 @dataclass(frozen=True)
@@ -44,7 +39,7 @@ class JointAugmentation:
     @staticmethod
     def grayscale(image: np.ndarray) -> np.ndarray:
         """RGB -> gray replicated to 3 channels (pixel-wise, so a crop may be converted instead of its frame)."""
-        return _TO_GRAY.apply(image)
+        return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
 
     def __call__(self, frames: Sequence[np.ndarray], boxes_xywh: np.ndarray,
                  rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
@@ -82,7 +77,7 @@ class CropAugmentation:
 
     ``brightness=0, hflip_prob=0`` gives the validation transform (to tensor + normalise only).
     ``normalize=False`` returns uint8 images with their brightness factor: the data module then
-    normalises whole batches after the transfer (``processing.normalize_uint8``, same values).
+    normalises whole batches after the transfer (``trackers.geometry.normalize.normalize_uint8``, same values).
     """
 
     brightness: float = 0.2

@@ -28,11 +28,12 @@ from torch.utils.data import DataLoader
 
 from datamodules.augmentation import CropAugmentation, JointAugmentation
 from datamodules.pair_dataset import EpochShardSampler, PairDataset
-from datamodules.processing import CropSettings, PairProcessor, normalize_uint8
+from datamodules.pair_processor import CropSettings, PairProcessor
 from datamodules.readers import SequenceReader, build_reader, require_root
-from datamodules.readers.frames import DECODE_REDUCTIONS
 from datamodules.sampler import SAMPLER_MODES, build_pair_sampler
 from datamodules.sequences import EvalSequenceDataset, RankStridedSampler, identity_collate
+from trackers.frames import DECODE_REDUCTIONS
+from trackers.geometry.normalize import normalize_uint8
 
 TRAIN_STREAM, VAL_STREAM = 0, 1
 
@@ -64,7 +65,7 @@ class TemplateCrop(CropSettings):
 
 
 @dataclass(frozen=True)
-class TestBenchmark:
+class EvalBenchmarkSpec:
     """The evaluation benchmark: reader type, root, split, and optionally only its first sequences."""
 
     type: str = "synthtrack"
@@ -86,7 +87,7 @@ class TrackingDataModule(L.LightningDataModule):
         self,
         datasets: Sequence[DatasetSpec] = (DatasetSpec(),),
         val_datasets: Sequence[DatasetSpec] | None = None,
-        test: TestBenchmark | None = None,
+        test: EvalBenchmarkSpec | None = None,
         template: TemplateCrop = OSTRACK_256_TEMPLATE,
         search: CropSettings = OSTRACK_256_SEARCH,
         max_gap: int = 200,
@@ -111,7 +112,7 @@ class TrackingDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.datasets = [_as_spec(d, DatasetSpec) for d in datasets]
         self.val_datasets = None if val_datasets is None else [_as_spec(d, DatasetSpec) for d in val_datasets]
-        self.test = None if test is None else _as_spec(test, TestBenchmark)
+        self.test = None if test is None else _as_spec(test, EvalBenchmarkSpec)
         self.template = _as_spec(template, TemplateCrop)
         self.search = _as_spec(search, CropSettings)
         if not self.datasets:
@@ -160,7 +161,7 @@ class TrackingDataModule(L.LightningDataModule):
 
     def check_roots(self, stage: str) -> None:
         """Fail before any worker or DDP process starts when a root the ``stage`` needs is missing."""
-        groups: list[tuple[str, Sequence[DatasetSpec] | Sequence[TestBenchmark]]] = []
+        groups: list[tuple[str, Sequence[DatasetSpec] | Sequence[EvalBenchmarkSpec]]] = []
         if stage == "fit":
             groups.append(("datasets", self.datasets))
         if stage in ("fit", "validate") and self.val_datasets is not None:

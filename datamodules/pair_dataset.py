@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from datamodules.readers.base import SequenceReader
-from datamodules.readers.frames import Frame, as_frame
-from datamodules.sampler import PairDraw, SampleRejected
-from trackers.errors import BadFileError
+from datamodules.sampler import PairDraw
+from trackers.errors import BadFileError, SampleRejected
+from trackers.frames import Frame, as_frame
 
 DATA_ERRORS = (OSError, BadFileError, cv2.error)  # what bad data raises (FrameReadError is an OSError)
 

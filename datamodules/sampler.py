@@ -25,13 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from datamodules.readers.base import AnnotationIndex, SequenceReader
+from trackers.errors import SampleRejected
 
 SAMPLER_MODES = ("causal", "trident", "trident_pro", "stark")
 MAX_LISTED_SEQUENCES = 3
-
-
-class SampleRejected(Exception):
-    """Raised by the sampler or the processing when a draw cannot be used; the sample is redrawn silently."""
 
 
 @dataclass(frozen=True)

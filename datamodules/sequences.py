@@ -11,12 +11,18 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 
-from datamodules.readers.base import SequenceReader, read_rgb
+from datamodules.readers.base import SequenceReader
+from trackers.frames import read_rgb
 
 
 @dataclass
 class EvalSequence:
-    """A benchmark sequence: frame files, GT (L, 4) float64 frame xywh and (L,) visibility flags."""
+    """A benchmark sequence: frame files, GT (L, 4) float64 frame xywh and (L,) visibility flags.
+
+    ``visible`` is the dataset's own flags as the toolkits score them, whatever the box (the reader's
+    ``present``: LaSOT not occluded and in view, GOT-10k ``cover > 0``), the same that `lightning
+    analyze` reads.
+    """
 
     name: str
     frame_paths: list[Path]
@@ -27,10 +33,6 @@ class EvalSequence:
 
     def __len__(self) -> int:
         return len(self.frame_paths)
-
-    @property
-    def init_box(self) -> np.ndarray:
-        return self.gt_boxes[0]
 
     @cached_property
     def image_size(self) -> tuple[int, int]:
@@ -62,7 +64,7 @@ class EvalSequenceDataset(Dataset):
             name=self.reader.sequence_name(i),
             frame_paths=[self.reader.frame_path(i, k) for k in range(len(info))],
             gt_boxes=info.boxes,
-            visible=info.visible,
+            visible=info.present,
             dataset=self.reader.name,
             object_class=self.reader.sequence_class(i),
         )

@@ -1,4 +1,5 @@
-"""Offline analysis: printed table against the fixtures' pytracking numbers, plots, FPS, rejection."""
+"""Offline analysis: printed table against the fixtures' pytracking numbers, plots, FPS, rejection, and the
+ground truth read by `lightning test`'s readers."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import pytest
 from matplotlib import image as mpimg
 
 from trackers.evaluation import InvalidResultsError
-from trackers.evaluation.analysis import TABLE_COLUMNS, analyze
+from datamodules.readers import build_reader
+from datamodules.sequences import EvalSequenceDataset
+from lightning_app.commands.analyze import analyze_benchmark as analyze
+from lightning_app.commands.analyze import read_annotations
+from tests.tiny_datasets import frame_box, make_got10k, make_lasot
+from trackers.evaluation.analysis import TABLE_COLUMNS
 from trackers.evaluation.plots import DPI, FIGURE_SIZE_INCHES, PLOT_SPECS
 from trackers.evaluation.result_files import read_raw_results, write_raw_results
 
@@ -110,3 +116,29 @@ def test_got10k_analysis_needs_image_sizes(fixtures_dir: Path, tmp_path: Path) -
         ref = expected["got10k"]["trackers"][row["Tracker"]]["overall"]
         assert row["AO"] == pytest.approx(ref["AO"], abs=1e-9)
     assert (tmp_path / "plots" / "success.png").exists()
+
+
+def test_analysis_reads_the_ground_truth_with_the_test_readers(tmp_path: Path) -> None:
+    """One rule for `test` and `analyze`: a flag-length mismatch is repaired and noted, not refused."""
+    root = make_lasot(tmp_path / "lasot", {"cat-1": 6, "dog-2": 5}, occluded={"cat-1": [2]})
+    (root / "dog" / "dog-2" / "out_of_view.txt").write_text("0,0,0\n")  # 3 flags for 5 frames
+    with pytest.warns(UserWarning, match="dog-2"):
+        cat, dog = read_annotations(root, "lasot")
+    assert (cat.name, dog.name) == ("cat-1", "dog-2")
+    np.testing.assert_array_equal(cat.boxes[1], frame_box(1))
+    assert cat.visible.tolist() == [True, True, False, True, True, True]
+    assert dog.visible.tolist() == [True, True, True, False, False]  # frames without a flag count as absent
+    assert cat.image_size == (48, 32)  # from the first frame's header
+    got = make_got10k(tmp_path / "val", {"GOT-10k_Val_000001": 4}, uncovered={"GOT-10k_Val_000001": [1]},
+                      zero_box={"GOT-10k_Val_000001": [3]})
+    (seq,) = read_annotations(got, "got10k")
+    assert seq.visible.tolist() == [True, False, True, True]  # cover > 0, whatever the box (the toolkit's rule)
+    assert seq.image_size == (48, 32)  # from meta_info.ini
+    with pytest.raises(FileNotFoundError, match="GOT-10k_Val_000009"):
+        read_annotations(got, "got10k", ["GOT-10k_Val_000009"])
+    for reader_type, folder, annotations in (("got10k", got, [seq]), ("lasot", root, [cat, dog])):
+        evaluated = EvalSequenceDataset(build_reader(reader_type, folder, split=None))  # what `lightning test` scores
+        for item, ann in zip(evaluated, annotations, strict=True):
+            assert item.name == ann.name and item.image_size == ann.image_size
+            np.testing.assert_array_equal(item.gt_boxes, ann.boxes)
+            np.testing.assert_array_equal(item.visible, ann.visible)

@@ -14,9 +14,9 @@ from callbacks.data_health import DataHealthMonitor
 from datamodules.datamodule import TrackingDataModule
 from datamodules.readers import AnnotationError, build_reader
 from datamodules.readers.annotation_files import read_boxes, read_flags
-from datamodules.readers.frames import EncodedFrame, FrameReadError
 from datamodules.sampler import CausalPairSampler
 from tests.tiny_datasets import make_got10k
+from trackers.frames import EncodedFrame, FrameReadError
 
 LENGTH = 30
 NAMES = [f"GOT-10k_Train_{k:06d}" for k in range(1, 5)]

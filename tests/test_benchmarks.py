@@ -17,13 +17,20 @@ import pytest
 import yaml
 from torch import nn
 
-from datamodules.datamodule import TestBenchmark as BenchmarkSpec  # not a pytest class
-from datamodules.datamodule import TrackingDataModule
+from datamodules.datamodule import EvalBenchmarkSpec, TrackingDataModule
 from datamodules.readers import READER_TYPES, build_reader
 from datamodules.readers.annotation_files import AnnotationError
 from datamodules.readers.base import DatasetRootError
 from datamodules.synthtrack import write_synthtrack
-from tests.tiny_datasets import frame_box, frame_value, make_got10k, make_lasot, make_trackingnet, write_jpeg
+from tests.tiny_datasets import (
+    frame_box,
+    frame_value,
+    load_frame,
+    make_got10k,
+    make_lasot,
+    make_trackingnet,
+    write_jpeg,
+)
 from trackers.errors import BadFileError, SetupError
 from trackers.evaluation.protocols import BENCHMARK_PROTOCOLS, benchmark_key
 from trackers.inference.mixformerv2_tracker import MixFormerTrackerConfig
@@ -218,7 +225,7 @@ def test_uav123_frame_ranges_map_sub_sequences_into_a_shared_folder(tmp_path: Pa
         build_reader("uav123", root, split=None, config_key="data.init_args.test.root")
     reader = build_reader("uav123", root, split=None, options={"frame_ranges": ranges})
     assert reader.frame_path(1, 0).name == "000005.jpg"
-    assert reader.load_frames(1, [0])[0][0, 0, 0] == pytest.approx(frame_value(4), abs=2)
+    assert load_frame(reader, 1, 0)[0, 0, 0] == pytest.approx(frame_value(4), abs=2)
     assert len(reader.sequence_info(0)) == 4
 
     ranges = tmp_path / "ranges.yaml"  # a new file, not a cached index
@@ -258,7 +265,7 @@ def test_benchmark_fragment_sets_only_the_test_benchmark_it_is_named_after(fragm
     config = yaml.safe_load(fragment.read_text())
     assert list(config) == ["data"] and list(config["data"]) == ["init_args"]
     assert list(config["data"]["init_args"]) == ["test"]
-    spec = BenchmarkSpec(**config["data"]["init_args"]["test"])
+    spec = EvalBenchmarkSpec(**config["data"]["init_args"]["test"])
     assert spec.max_sequences is None and spec.split_file is None  # reset what the experiment may have set
     assert spec.type in READER_TYPES
     key = benchmark_key(spec.type, spec.split, spec.root)

@@ -190,7 +190,7 @@ def test_score_stage_sampling_gives_negatives(synth_root: Path) -> None:
 @pytest.mark.parametrize("fragment", ["configs/data/got10k_lasot_trackingnet_coco.yaml",
                                       "configs/data/got10k_only.yaml"])
 def test_data_fragments_compose_with_an_experiment(fragment: str) -> None:
-    from datamodules.benchmark import build_datamodule
+    from lightning_app.commands.benchmark_data import build_datamodule
 
     root = Path(__file__).resolve().parents[1]
     dm = build_datamodule([str(root / "configs/ostrack_256.yaml"), str(root / fragment)])
@@ -205,7 +205,7 @@ def test_data_fragments_compose_with_an_experiment(fragment: str) -> None:
 
 
 def test_data_benchmark_compares_the_same_samples(synth_root: Path, tmp_path: Path) -> None:
-    from datamodules.benchmark import run_data_benchmark
+    from lightning_app.commands.benchmark_data import run_data_benchmark
 
     override = tmp_path / "root.yaml"
     override.write_text(f"data:\n  init_args:\n    datasets:\n      - {{type: synthtrack, root: {synth_root}}}\n"

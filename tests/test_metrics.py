@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trackers.evaluation import build_ope_metric, load_benchmark
+from lightning_app.commands.analyze import read_annotations
+from trackers.evaluation import build_ope_metric
 from trackers.evaluation import metrics_got10k, metrics_pytracking, metrics_trackingnet
 from trackers.evaluation.analysis import evaluate_results
 from trackers.evaluation.metrics_pytracking import InvalidResultsError
@@ -62,8 +63,8 @@ def _check_tracker(fixture: Path, annotations, tracker: str, expected: dict, con
 def test_every_metric_fixture_matches_the_official_toolkits(fixtures_dir: Path) -> None:
     for fixture in metric_fixture_dirs(fixtures_dir):
         expected = json.loads((fixture / "expected.json").read_text())
-        annotations = load_benchmark(fixture / "dataset", "lasot", expected["sequences"],
-                                     fixture / "image_sizes.json")
+        annotations = read_annotations(fixture / "dataset", "lasot", expected["sequences"],
+                                       fixture / "image_sizes.json")
         pt = expected["pytracking"]
         thresholds = pt["thresholds"]
         np.testing.assert_allclose(metrics_pytracking.OVERLAP_THRESHOLDS, thresholds["overlap"], rtol=0, atol=1e-15)

@@ -1,4 +1,4 @@
-"""Crop geometry, GT mapping, validity, normalisation and the augmentation box rules."""
+"""Crop geometry (trackers.geometry), GT mapping, validity, normalisation and the augmentation box rules."""
 
 from __future__ import annotations
 
@@ -12,18 +12,19 @@ import pytest
 import torch
 
 from datamodules.augmentation import CropAugmentation, JointAugmentation
-from datamodules.processing import (
+from datamodules.pair_dataset import RawPair
+from datamodules.pair_processor import (
     CropSettings,
-    InvalidSample,
     PairProcessor,
     crop_is_valid,
-    crop_square,
+    decode_reduction,
     jitter_box,
-    normalize_image,
-    process_crop,
+    plan_crop,
 )
-from datamodules.pair_dataset import RawPair
-from trackers.nn.box_ops import hflip_frame_box_xywh
+from trackers.errors import InvalidSample
+from trackers.frames import EncodedFrame
+from trackers.geometry.crops import crop_pixels, crop_square, crop_window, hflip_frame_box_xywh
+from trackers.geometry.normalize import normalize_image
 
 
 def _naive_pad_crop(image: np.ndarray, box: list[float], factor: float, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +62,7 @@ def test_crop_matches_the_literal_algorithm(frame: np.ndarray, box: list[float],
 
 def test_gt_maps_to_crop_centre_without_jitter(frame: np.ndarray) -> None:
     box = np.array([40.0, 30.0, 20.0, 10.0])
-    out = process_crop(frame, box, CropSettings(size=64, factor=2.0), np.random.default_rng(0), mask_stride=16)
+    out = plan_crop(box, CropSettings(size=64, factor=2.0), 120, 90, np.random.default_rng(0), mask_stride=16)
     side = math.ceil(math.sqrt(200) * 2.0)
     np.testing.assert_allclose(out.box, [63 / 2 / 64, 63 / 2 / 64, 20 * 64 / side / 64, 10 * 64 / side / 64])
 
@@ -96,7 +97,7 @@ def test_degenerate_and_outside_crops_are_invalid(frame: np.ndarray) -> None:
     outside = crop_square(frame, [500, 500, 10, 10], 2.0, 32)
     assert outside.pad_mask.all() and not crop_is_valid(outside.pad_mask, 16)
     with pytest.raises(InvalidSample):
-        process_crop(frame, np.array([500.0, 500, 10, 10]), CropSettings(32, 2.0), np.random.default_rng(0), 16)
+        plan_crop(np.array([500.0, 500, 10, 10]), CropSettings(32, 2.0), 120, 90, np.random.default_rng(0), 16)
 
 
 def test_validity_checks_the_feature_grid() -> None:
@@ -147,8 +148,18 @@ def test_grayscale_replicates_channels() -> None:
     frame = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     gray_only = JointAugmentation(grayscale_prob=1.0, hflip_prob=0.0)
     (gray,), _ = gray_only([frame], np.zeros((1, 4)), np.random.default_rng(0))
+    assert gray.shape == frame.shape and gray.dtype == np.uint8
     np.testing.assert_array_equal(gray[..., 0], cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+
+
+def test_grayscale_equals_the_albumentations_transform_it_replaced() -> None:
+    """The dependency was dropped for this one call; where it is installed, the pixels must be the same."""
+    albumentations = pytest.importorskip("albumentations")
+    to_gray = albumentations.ToGray(num_output_channels=3, method="weighted_average", p=1.0)
+    for shape in [(8, 8, 3), (127, 33, 3), (240, 320, 3)]:
+        image = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_array_equal(JointAugmentation.grayscale(image), to_gray.apply(image))
 
 
 def test_crop_flip_mirrors_image_mask_and_box() -> None:
@@ -191,8 +202,6 @@ def test_pair_processor_sample_layout(frame: np.ndarray) -> None:
 
 def _textured_jpeg(path, width: int = 331, height: int = 247):  # noqa: ANN001, ANN202 - Path -> EncodedFrame
     """A smooth but structured JPEG (odd size, so reduced decodes round up)."""
-    from datamodules.readers.frames import EncodedFrame
-
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.stack([128 + 100 * np.sin(xx / 9.0) * np.cos(yy / 13.0), 255 * xx / width, 255 * yy / height], -1)
     cv2.imwrite(str(path), np.clip(image, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -205,16 +214,12 @@ def test_header_size_and_reduced_decode_shapes(tmp_path) -> None:  # noqa: ANN00
     for k in (1, 2, 4, 8):
         assert frame.decode(k).shape == (math.ceil(247 / k), math.ceil(331 / k), 3)
     cv2.imwrite(str(tmp_path / "f.png"), np.zeros((5, 7, 3), np.uint8))
-    from datamodules.readers.frames import EncodedFrame
-
     png = EncodedFrame(tmp_path / "f.png")
     assert png.size == (7, 5) and png.max_reduction == 1  # not a JPEG: full decode only
 
 
 @pytest.mark.parametrize("box", [[140.0, 100.0, 60.0, 50.0], [-20.0, 180.0, 70.0, 60.0], [290.0, 10.0, 50.0, 48.0]])
 def test_reduced_decoding_gives_nearly_the_full_resolution_crop(tmp_path, box: list[float]) -> None:  # noqa: ANN001
-    from datamodules.processing import crop_pixels, crop_window, decode_reduction
-
     frame = _textured_jpeg(tmp_path / "f.jpg")
     full = frame.decode(1)
     window = crop_window(box, 4.0, *frame.size)
@@ -231,7 +236,7 @@ def test_planned_pipeline_equals_the_full_frame_reference(tmp_path) -> None:  # 
     """Flip/jitter/crop on crops == flip/jitter/crop on full frames, pixel for pixel, at full-resolution decode."""
     from collections import Counter
 
-    from datamodules.benchmark import ReferencePairProcessor
+    from datamodules.reference_pipeline import ReferencePairProcessor
 
     frames = [_textured_jpeg(tmp_path / f"{i}.jpg", 331 - 20 * i, 247) for i in range(3)]
     joint, crop_aug = JointAugmentation(grayscale_prob=0.0, hflip_prob=0.5), CropAugmentation()

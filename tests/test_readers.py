@@ -15,7 +15,15 @@ from datamodules.readers import (
     TrackingNetReader,
     build_reader,
 )
-from tests.tiny_datasets import frame_box, frame_value, make_coco, make_got10k, make_lasot, make_trackingnet
+from tests.tiny_datasets import (
+    frame_box,
+    frame_value,
+    load_frame,
+    make_coco,
+    make_got10k,
+    make_lasot,
+    make_trackingnet,
+)
 from trackers.errors import BadFileError
 
 
@@ -34,7 +42,7 @@ def specs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _frame_level(reader, i: int, frame_id: int) -> int:  # noqa: ANN001 - a SequenceReader
-    return int(round(float(reader.load_frames(i, [frame_id])[0].mean())))
+    return int(round(float(load_frame(reader, i, frame_id).mean())))
 
 
 def test_registry_knows_every_dataset_type() -> None:

@@ -12,10 +12,10 @@ from datamodules.readers.base import FrameReadError, ParsedSequence, SequenceFol
 from datamodules.sampler import (
     CausalPairSampler,
     PositiveNegativeSampler,
-    SampleRejected,
     TridentPairSampler,
     build_pair_sampler,
 )
+from trackers.errors import SampleRejected
 
 
 class MemoryReader(SequenceFolderReader):

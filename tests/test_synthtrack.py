@@ -10,9 +10,11 @@ import torch
 
 from datamodules.readers import DatasetRootError, FrameReadError, LasotReader, build_reader
 from datamodules.synthtrack import write_synthtrack
+from tests.tiny_datasets import load_frame
 from trackers.nn.box_ops import paired_iou_xyxy, xywh_to_xyxy
 
 SIZE = (160, 120)
+FIRST_BOX_AUC_BOUND = 13.5  # measured 10.41 on the fixture below (seed 3), plus 3 points of margin
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +80,9 @@ def test_reader_reads_boxes_flags_and_frames(synth_root: Path) -> None:
     np.testing.assert_array_equal(info.valid, (gt[:, 2] > 0) & (gt[:, 3] > 0))
     np.testing.assert_array_equal(info.visible, info.valid & ~absent)
     assert reader.sequence_info(0) is info  # parsed once, then cached
-    frames = reader.load_frames(0, [0, 3, 0])
-    assert frames[0].shape == (SIZE[1], SIZE[0], 3) and frames[0].dtype == np.uint8
-    assert frames[0] is frames[2]
+    frames = reader.open_frames(0, [0, 3, 0])
+    assert frames[0].decode().shape == (SIZE[1], SIZE[0], 3) and frames[0].decode().dtype == np.uint8
+    assert frames[0] is frames[2]  # a frame requested twice is read once
     assert reader.frame_path(0, 3).name == "00000004.jpg"
 
 
@@ -99,7 +101,7 @@ def test_first_box_tracker_scores_low(synth_root: Path) -> None:
     reader = build_reader("synthtrack", synth_root, "test")
     train = build_reader("synthtrack", synth_root, "train")
     aucs = [_first_box_auc(r.sequence_info(i)) for r in (reader, train) for i in range(r.num_sequences)]
-    assert np.mean(aucs) <= 35.0
+    assert np.mean(aucs) <= FIRST_BOX_AUC_BOUND
 
 
 def test_visible_boxes_lie_inside_the_frame(synth_root: Path) -> None:
@@ -131,7 +133,7 @@ def test_corrupt_frame_error_names_the_file(tmp_path: Path) -> None:
     bad = reader.frame_path(0, 1)
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(FrameReadError, match=str(bad)):
-        reader.load_frames(0, [1])
+        load_frame(reader, 0, 1)
 
 
 def test_got10k_layout_holds_the_same_sequences(tmp_path: Path) -> None:
@@ -147,6 +149,6 @@ def test_got10k_layout_holds_the_same_sequences(tmp_path: Path) -> None:
             np.testing.assert_array_equal(a.sequence_info(i).boxes, b.sequence_info(i).boxes)
             np.testing.assert_array_equal(a.sequence_info(i).visible, b.sequence_info(i).visible)
             assert a.sequence_class(i) == b.sequence_class(i)
-            np.testing.assert_array_equal(a.load_frames(i, [7])[0], b.load_frames(i, [7])[0])
+            np.testing.assert_array_equal(load_frame(a, i, 7), load_frame(b, i, 7))
     with pytest.raises(ValueError, match="unknown SynthTrack layout"):
         write_synthtrack(tmp_path / "x", 1, 0, length=4, layout="vot")

@@ -13,6 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datamodules.readers import SequenceReader, got10k, lasot
+from trackers.frames import read_rgb
+
 SIZE = (48, 32)  # (W, H)
 
 
@@ -22,6 +25,11 @@ def frame_value(k: int) -> int:
 
 def frame_box(k: int) -> list[float]:
     return [2.0 + k, 3.0 + k, 10.0 + k, 8.5]
+
+
+def load_frame(reader: SequenceReader, i: int, frame_id: int) -> np.ndarray:
+    """RGB uint8 frame ``frame_id`` of sequence ``i``, decoded at full resolution (a missing or bad file raises)."""
+    return read_rgb(reader.frame_path(i, frame_id))
 
 
 def write_jpeg(path: Path, value: int, size: tuple[int, int] = SIZE) -> None:
@@ -39,11 +47,11 @@ def make_lasot(root: Path, lengths: dict[str, int], occluded: dict[str, list[int
     for name, length in lengths.items():
         seq = root / name.rsplit("-", 1)[0] / name
         for k in range(length):
-            write_jpeg(seq / "img" / f"{k + 1:08d}.jpg", frame_value(k))
+            write_jpeg(seq / lasot.IMAGE_DIR / lasot.FRAME_FILE.format(k + 1), frame_value(k))
         hidden = set((occluded or {}).get(name, []))
-        (seq / "groundtruth.txt").write_text(_gt_lines(length))
-        (seq / "full_occlusion.txt").write_text(",".join("1" if k in hidden else "0" for k in range(length)) + "\n")
-        (seq / "out_of_view.txt").write_text(",".join("0" for _ in range(length)) + "\n")
+        (seq / lasot.GT_FILE).write_text(_gt_lines(length))
+        (seq / lasot.FULL_OCCLUSION_FILE).write_text(",".join("1" if k in hidden else "0" for k in range(length)) + "\n")
+        (seq / lasot.OUT_OF_VIEW_FILE).write_text(",".join("0" for _ in range(length)) + "\n")
     return root
 
 
@@ -52,22 +60,22 @@ def make_got10k(folder: Path, lengths: dict[str, int], absent: dict[str, list[in
                 first_box_only: bool = False, classes: dict[str, str] | None = None) -> Path:
     """One GOT-10k folder (train/val/test): ``list.txt`` in the given order plus one folder per sequence."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "list.txt").write_text("".join(f"{n}\n" for n in lengths))
+    (folder / got10k.LIST_FILE).write_text("".join(f"{n}\n" for n in lengths))
     for name, length in lengths.items():
         seq = folder / name
         for k in range(length):
-            write_jpeg(seq / f"{k + 1:08d}.jpg", frame_value(k))
+            write_jpeg(seq / lasot.FRAME_FILE.format(k + 1), frame_value(k))
         if first_box_only:
-            (seq / "groundtruth.txt").write_text(_gt_lines(1))
+            (seq / got10k.GT_FILE).write_text(_gt_lines(1))
         else:
-            (seq / "groundtruth.txt").write_text(_gt_lines(length, (zero_box or {}).get(name, [])))
+            (seq / got10k.GT_FILE).write_text(_gt_lines(length, (zero_box or {}).get(name, [])))
             gone = set((absent or {}).get(name, []))
             hidden = set((uncovered or {}).get(name, []))
-            (seq / "absence.label").write_text("".join(f"{int(k in gone)}\n" for k in range(length)))
+            (seq / got10k.ABSENCE_FILE).write_text("".join(f"{int(k in gone)}\n" for k in range(length)))
             cover = [0 if k in hidden or k in gone else 8 for k in range(length)]
-            (seq / "cover.label").write_text("".join(f"{c}\n" for c in cover))
+            (seq / got10k.COVER_FILE).write_text("".join(f"{c}\n" for c in cover))
         cls = (classes or {}).get(name, "ball")
-        (seq / "meta_info.ini").write_text(f"[METAINFO]\nurl: x\nbegin: 0\nend: 1\nanno_fps: 10Hz\n"
+        (seq / got10k.META_FILE).write_text(f"[METAINFO]\nurl: x\nbegin: 0\nend: 1\nanno_fps: 10Hz\n"
                                            f"object_class: {cls}\nmotion_class: roll\nmajor_class: thing\n"
                                            f"root_class: object\nmotion_adverb: slowly\nresolution: {SIZE}\n")
     return folder

@@ -14,13 +14,13 @@ from datamodules.readers.base import (
     FrameReadError,
     SequenceInfo,
     SequenceReader,
-    read_rgb,
     require_root,
 )
 from datamodules.readers.coco import CocoReader
 from datamodules.readers.got10k import Got10kReader
 from datamodules.readers.lasot import LasotReader
 from datamodules.readers.lasot_extension import LasotExtensionReader
+from datamodules.readers.synthtrack import synthtrack_reader
 from datamodules.readers.trackingnet import TrackingNetReader
 from datamodules.readers.uav123 import Uav123Reader
 
@@ -39,25 +39,13 @@ __all__ = [
     "TrackingNetReader",
     "Uav123Reader",
     "build_reader",
-    "read_rgb",
     "require_root",
 ]
 
 
-def _synthtrack(root: str | Path, split: str | None = "train", split_file: str | Path | None = None,
-                config_key: str = "", name: str = "synthtrack") -> SequenceReader:
-    """SynthTrack in the LaSOT layout; its own train/test lists replace LaSOT's."""
-    from datamodules.synthtrack import split_file_path
-
-    root_path = require_root(root, config_key)
-    if split_file is None and split is not None:
-        split_file = split_file_path(root_path, split)
-    return LasotReader(root_path, split=split, split_file=split_file, config_key=config_key, name=name)
-
-
 READER_TYPES: dict[str, Callable[..., SequenceReader]] = {
     "lasot": LasotReader,
-    "synthtrack": _synthtrack,
+    "synthtrack": synthtrack_reader,
     "got10k": Got10kReader,
     "trackingnet": TrackingNetReader,
     "coco": CocoReader,

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 CACHE_ENV = "DISTILTRACK_CACHE"
 CACHE_DISABLED = ("off", "none", "0")
-_FIELDS = ("names", "offsets", "boxes", "valid", "visible", "class_ids", "class_names", "errors", "notes")
+_FIELDS = ("names", "offsets", "boxes", "valid", "visible", "present", "class_ids", "class_names", "errors", "notes")
 _EXTRA_PREFIX = "extra__"
 
 

@@ -20,11 +20,18 @@ class SequenceInfo:
     boxes:   (L, 4) float64 frame xywh (absent frames may hold zeros, -1 or a stale box; NaN = unknown).
     valid:   (L,) bool, the box has positive size.
     visible: (L,) bool, valid and the target is actually seen (no full occlusion, in view).
+    present: (L,) bool, the dataset's own flags say the target is seen, whatever its box (GOT-10k's
+             ``cover > 0``, what that toolkit scores); defaults to ``visible`` for datasets without flags.
     """
 
     boxes: np.ndarray
     valid: np.ndarray
     visible: np.ndarray
+    present: np.ndarray | None = None  # None: the same as ``visible``
+
+    def __post_init__(self) -> None:
+        if self.present is None:
+            object.__setattr__(self, "present", self.visible)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -44,6 +51,7 @@ class AnnotationIndex:
     boxes: np.ndarray
     valid: np.ndarray
     visible: np.ndarray
+    present: np.ndarray
     class_ids: np.ndarray
     class_names: np.ndarray
     errors: np.ndarray
@@ -59,7 +67,7 @@ class AnnotationIndex:
 
     def info(self, i: int) -> SequenceInfo:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return SequenceInfo(self.boxes[a:b], self.valid[a:b], self.visible[a:b])
+        return SequenceInfo(self.boxes[a:b], self.valid[a:b], self.visible[a:b], self.present[a:b])
 
     def class_name(self, i: int) -> str | None:
         c = int(self.class_ids[i])
@@ -89,6 +97,7 @@ class AnnotationIndex:
             boxes=cat("boxes", np.zeros((0, 4))).astype(np.float64, copy=False),
             valid=cat("valid", np.zeros(0, bool)).astype(bool, copy=False),
             visible=cat("visible", np.zeros(0, bool)).astype(bool, copy=False),
+            present=cat("present", np.zeros(0, bool)).astype(bool, copy=False),
             class_ids=class_ids.reshape(n),
             class_names=class_names,
             errors=np.array(errors if errors is not None else [""] * n, dtype=str).reshape(n),

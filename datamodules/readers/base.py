@@ -22,8 +22,8 @@ import numpy as np
 from datamodules.readers.annotation_cache import load_or_build_index
 from datamodules.readers.annotation_files import AnnotationError
 from datamodules.readers.annotation_index import AnnotationIndex, SequenceInfo
-from datamodules.readers.frames import EncodedFrame, FrameReadError, read_rgb
 from trackers.errors import MissingFileError
+from trackers.frames import EncodedFrame, FrameReadError
 
 __all__ = [
     "AnnotationIndex",
@@ -33,7 +33,6 @@ __all__ = [
     "SequenceInfo",
     "SequenceReader",
     "fit_flags",
-    "read_rgb",
     "require_root",
 ]
 
@@ -142,13 +141,10 @@ class SequenceReader(ABC):
                 opened[frame_id] = EncodedFrame(self.frame_path(i, frame_id))
         return [opened[f] for f in frame_ids]
 
-    def load_frames(self, i: int, frame_ids: Sequence[int]) -> list[np.ndarray]:
-        """RGB uint8 frames of sequence ``i``; a frame requested twice is decoded once (shared array)."""
-        decoded: dict[int, np.ndarray] = {}
-        for frame_id in frame_ids:
-            if frame_id not in decoded:
-                decoded[frame_id] = read_rgb(self.frame_path(i, frame_id))
-        return [decoded[f] for f in frame_ids]
+    def frame_size(self, i: int) -> tuple[int, int] | None:
+        """(W, H) of sequence ``i``'s frames from the first frame's header; None when it is not on disk."""
+        path = self.frame_path(i, 0)
+        return EncodedFrame(path).size if path.is_file() else None
 
     def __len__(self) -> int:
         return self.num_sequences

@@ -95,6 +95,7 @@ class CocoReader(SequenceReader):
             boxes=boxes,
             valid=valid,
             visible=valid.copy(),
+            present=valid.copy(),
             class_ids=class_ids.astype(np.int32).reshape(n),
             class_names=class_names,
             errors=np.full(n, "", dtype=str),

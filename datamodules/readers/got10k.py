@@ -12,6 +12,7 @@ takes every sequence of ``list.txt`` (the official val and test folders).
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from datamodules.readers.base import (
     require_root,
     visibility,
 )
-from datamodules.readers.lasot import data_specs_dir, read_split_file, split_file_key
+from datamodules.readers.lasot import FRAME_FILE, data_specs_dir, read_split_file, split_file_key
 from trackers.errors import BadFileError
 
 LIST_FILE = "list.txt"
@@ -36,6 +37,7 @@ GT_FILE = "groundtruth.txt"
 ABSENCE_FILE = "absence.label"
 COVER_FILE = "cover.label"
 META_FILE = "meta_info.ini"
+CUT_BY_IMAGE_FILE = "cut_by_image.label"  # part of the layout (written by SynthTrack), not read
 INDEX_FILES = {
     "train_full": "got10k_train_full_split.txt",
     "train": "got10k_train_split.txt",
@@ -103,11 +105,20 @@ class Got10kReader(SequenceFolderReader):
         return self.root / self.names[i]
 
     def frame_path(self, i: int, frame_id: int) -> Path:
-        return self.sequence_dir(i) / f"{frame_id + 1:08d}.jpg"
+        return self.sequence_dir(i) / FRAME_FILE.format(frame_id + 1)
 
     def annotation_files(self, i: int) -> list[Path]:
         seq_dir = self.sequence_dir(i)
         return [seq_dir / GT_FILE, seq_dir / ABSENCE_FILE, seq_dir / COVER_FILE, seq_dir / META_FILE]
+
+    def frame_size(self, i: int) -> tuple[int, int] | None:
+        """``resolution: (W, H)`` of meta_info.ini (the frames need not be present), else the first frame's header."""
+        meta_file = self.sequence_dir(i) / META_FILE
+        value = read_key_values(meta_file).get("resolution") if meta_file.is_file() else None
+        if value is None:
+            return super().frame_size(i)
+        width, height = ast.literal_eval(value)
+        return int(width), int(height)
 
     def parse_sequence(self, i: int) -> ParsedSequence:
         gt_file, absence_file, cover_file, meta_file = self.annotation_files(i)
@@ -127,4 +138,4 @@ class Got10kReader(SequenceFolderReader):
         valid, visible = visibility(boxes, hidden)
         object_class = read_key_values(meta_file).get("object_class") if meta_file.is_file() else None
         note = "; ".join(notes) + (": frames without a label count as absent" if notes else "")
-        return ParsedSequence(SequenceInfo(boxes, valid, visible), object_class, note)
+        return ParsedSequence(SequenceInfo(boxes, valid, visible, ~hidden), object_class, note)

@@ -25,6 +25,8 @@ GT_FILE = "groundtruth.txt"
 FULL_OCCLUSION_FILE = "full_occlusion.txt"
 OUT_OF_VIEW_FILE = "out_of_view.txt"
 IMAGE_DIR = "img"
+FRAME_FILE = "{:08d}.jpg"  # frame k (1-based); GOT-10k names its frames the same way
+LANGUAGE_FILE = "nlp.txt"  # the sentence describing the target (written by SynthTrack, not read)
 
 
 def data_specs_dir() -> Path:
@@ -94,7 +96,7 @@ class LasotReader(SequenceFolderReader):
         return sequence_class_name(self.names[i])
 
     def frame_path(self, i: int, frame_id: int) -> Path:
-        return self.sequence_dir(i) / IMAGE_DIR / f"{frame_id + 1:08d}.jpg"
+        return self.sequence_dir(i) / IMAGE_DIR / FRAME_FILE.format(frame_id + 1)
 
     def annotation_files(self, i: int) -> list[Path]:
         seq_dir = self.sequence_dir(i)
@@ -111,4 +113,4 @@ class LasotReader(SequenceFolderReader):
                     "out-of-view flags: frames without a flag count as absent")
         hidden = fit_flags(occlusion, length) | fit_flags(out_of_view, length)
         valid, visible = visibility(boxes, hidden)
-        return ParsedSequence(SequenceInfo(boxes, valid, visible), sequence_class_name(self.names[i]), note)
+        return ParsedSequence(SequenceInfo(boxes, valid, visible, ~hidden), sequence_class_name(self.names[i]), note)

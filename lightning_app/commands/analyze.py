@@ -1,12 +1,70 @@
 """`lightning analyze`: score raw-result folders (this suite's or any published tracker's) against a
-benchmark's ground truth; print a table and write success / precision plots. No model, no GPU."""
+benchmark's ground truth; print a table and write success / precision plots. No model, no GPU.
+
+The ground truth is read by the dataset readers that `lightning test` uses (``build_reader``), so a
+benchmark is parsed, repaired and noted by one set of layout rules."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from trackers.errors import SetupError
+from datamodules.readers import build_reader
+from trackers.errors import MissingFileError, SetupError
+from trackers.evaluation.analysis import SequenceAnnotation, analyze
+from trackers.evaluation.protocols import BENCHMARK_PROTOCOLS, benchmark_key
+
+IMAGE_SIZES_FILE = "image_sizes.json"  # {seq: {"width": W, "height": H}} in the dataset root, used when present
+ANALYZE_TYPES = ("lasot", "got10k", "lasot_extension", "synthtrack", "trackingnet", "uav123")
+
+
+def pytracking_dataset(reader_type: str) -> str:
+    """The pytracking dataset rule `lightning test` scores this reader type with (``lasot`` for SynthTrack)."""
+    protocols = dict(BENCHMARK_PROTOCOLS.get(benchmark_key(reader_type), []))
+    return protocols.get("pytracking", {}).get("dataset", reader_type)
+
+
+def read_annotations(dataset_root: str | Path, dataset: str = "lasot", sequences: Sequence[str] | None = None,
+                     image_sizes: str | Path | None = None) -> list[SequenceAnnotation]:
+    """Every sequence of the benchmark at ``dataset_root`` (or only ``sequences``), in the reader's order.
+
+    ``image_sizes`` (default ``<root>/image_sizes.json`` when present) wins over the sizes the reader
+    finds (first frame header, GOT-10k's meta_info.ini).
+    """
+    root = Path(dataset_root)
+    reader = build_reader(dataset, root, split=None, config_key="--dataset-root")
+    reader.preload()  # warns once about unreadable and repaired sequences
+    found = {reader.sequence_name(i): i for i in range(reader.num_sequences)}
+    if not found:
+        raise MissingFileError(f"no {dataset} sequence found under {root}: point --dataset-root at the benchmark folder")
+    names = list(found) if sequences is None else list(sequences)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise MissingFileError(f"{root}: no ground truth for sequences {missing[:5]}; check the names or the root")
+    sizes = _read_image_sizes(Path(image_sizes) if image_sizes else root / IMAGE_SIZES_FILE)
+    annotations = []
+    for name in names:
+        info = reader.sequence_info(found[name])
+        size = sizes.get(name) or reader.frame_size(found[name])
+        annotations.append(SequenceAnnotation(name, info.boxes, info.present, size))
+    return annotations
+
+
+def _read_image_sizes(path: Path) -> dict[str, tuple[int, int]]:
+    if not path.exists():
+        return {}
+    return {k: (int(v["width"]), int(v["height"])) for k, v in json.loads(path.read_text()).items()}
+
+
+def analyze_benchmark(dataset_root: str | Path, result_dirs: Mapping[str, str | Path] | Sequence[str | Path],
+                      dataset: str = "lasot", sequences: Sequence[str] | None = None,
+                      image_sizes: str | Path | None = None, **options: Any) -> list[dict[str, Any]]:
+    """``trackers.evaluation.analysis.analyze`` on the ground truth the readers give for ``dataset_root``."""
+    annotations = read_annotations(dataset_root, dataset, sequences, image_sizes)
+    return analyze(annotations, result_dirs, dataset=pytracking_dataset(dataset), title=dataset, **options)
 
 
 def _named_dirs(items: list[str]) -> dict[str, Path]:
@@ -32,21 +90,19 @@ def _sequences(arg: str | None) -> list[str] | None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="lightning analyze", description=__doc__)
-    parser.add_argument("--dataset-root", type=Path, required=True, help="benchmark root (LaSOT or GOT-10k layout)")
+    parser.add_argument("--dataset-root", type=Path, required=True, help="benchmark root, as `lightning test`'s root")
     parser.add_argument("--results", nargs="+", required=True, help="raw-result folders, as NAME=DIR or DIR")
-    parser.add_argument("--dataset", default="lasot", choices=["lasot", "got10k"], help="ground-truth layout/rules")
+    parser.add_argument("--dataset", default="lasot", choices=ANALYZE_TYPES, help="reader type (layout and rules)")
     parser.add_argument("--convention", default="pytracking", choices=["pytracking", "got10k", "trackingnet"])
     parser.add_argument("--split", help="a split file (one sequence per line) or comma-separated names")
-    parser.add_argument("--image-sizes", type=Path, help="image_sizes.json when the images are not present")
+    parser.add_argument("--image-sizes", type=Path, help=f"{IMAGE_SIZES_FILE} when the images are not present")
     parser.add_argument("--out", type=Path, help="write plots and the table here")
     args = parser.parse_args(argv)
     if not args.dataset_root.is_dir():
         raise SetupError(f"dataset root {args.dataset_root} does not exist; pass --dataset-root")
 
-    from trackers.evaluation.analysis import analyze
-
-    analyze(args.dataset_root, _named_dirs(args.results), dataset=args.dataset, convention=args.convention,
-            out_dir=args.out, sequences=_sequences(args.split), image_sizes=args.image_sizes)
+    analyze_benchmark(args.dataset_root, _named_dirs(args.results), args.dataset, _sequences(args.split),
+                      args.image_sizes, convention=args.convention, out_dir=args.out)
     if args.out:
         print(f"plots and table written to {args.out}")
     return 0

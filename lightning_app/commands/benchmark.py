@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     if args.what == "data":
-        from datamodules.benchmark import run_data_benchmark
+        from lightning_app.commands.benchmark_data import run_data_benchmark
 
         result = run_data_benchmark(args.config, num_samples=args.samples)
         print(result.table())

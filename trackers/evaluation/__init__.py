@@ -2,7 +2,6 @@
 files in the toolkits' formats. Offline analysis and plots (matplotlib) live in
 ``trackers.evaluation.analysis``, imported on demand to keep this package light."""
 
-from trackers.evaluation.benchmark_annotations import SequenceAnnotation, load_benchmark
 from trackers.evaluation.metrics_pytracking import InvalidResultsError
 from trackers.evaluation.ope_metrics import (
     OPE_METRICS,
@@ -28,12 +27,10 @@ __all__ = [
     "InvalidResultsError",
     "OPEMetric",
     "PytrackingOPE",
-    "SequenceAnnotation",
     "TrackingNetOPE",
     "build_ope_metric",
     "export_lasot_toolkit",
     "finished_sequences",
-    "load_benchmark",
     "pack_got10k_submission",
     "pack_trackingnet_submission",
     "read_raw_results",

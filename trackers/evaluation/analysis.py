@@ -2,7 +2,9 @@
 
 Needs only ground truth and result files, no model or GPU. One ``OPEMetric`` per tracker accumulates
 the dataset scores, exactly as ``lightning test`` does online; each sequence is also scored alone
-for the per-sequence report.
+for the per-sequence report. The ground truth comes in as ``SequenceAnnotation``s: `lightning
+analyze` reads them with the dataset readers of `lightning test`, so both apply one set of layout
+rules; this module is metric arithmetic only.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trackers.evaluation.benchmark_annotations import SequenceAnnotation, load_benchmark
+import numpy as np
+
 from trackers.evaluation.metrics_pytracking import InvalidResultsError
 from trackers.evaluation.ope_metrics import build_ope_metric
 from trackers.evaluation.plots import plot_reports
@@ -26,6 +29,21 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 SCORE_FORMAT = {"pytracking": "{:.2f}", "got10k": "{:.3f}", "trackingnet": "{:.2f}"}
 
 
+@dataclass(frozen=True)
+class SequenceAnnotation:
+    """What every protocol needs of one sequence.
+
+    ``visible`` holds the dataset's own flags as the toolkits read them, whatever the box (LaSOT:
+    neither fully occluded nor out of view, pytracking's ``target_visible``; GOT-10k: ``cover > 0``).
+    ``image_size`` (W, H) is needed only by the got10k protocol's clipping.
+    """
+
+    name: str
+    boxes: np.ndarray  # (L, 4) float64 frame xywh
+    visible: np.ndarray  # (L,) bool
+    image_size: tuple[int, int] | None
+
+
 @dataclass
 class TrackerReport:
     """Scores of one tracker; ``overall`` is None when some sequence was rejected (see ``errors``)."""
@@ -37,15 +55,16 @@ class TrackerReport:
     fps: float | None = None
 
 
-def _metric_inputs(ann: SequenceAnnotation, convention: str) -> dict[str, Any]:
-    """What each protocol reads from the ground truth (pytracking: LaSOT flags; got10k: cover + size)."""
+def _metric_inputs(ann: SequenceAnnotation, convention: str, dataset: str) -> dict[str, Any]:
+    """What each protocol reads from the ground truth (pytracking: the flags on LaSOT only, as pytracking
+    does; got10k: the flags as its cover label, and the image size)."""
     if convention == "pytracking":
-        return {"visible": ann.visible}
+        return {"visible": ann.visible} if dataset == "lasot" else {}
     if convention == "got10k":
         if ann.image_size is None:
             raise FileNotFoundError(f"{ann.name}: no image size for the got10k clipping; add image_sizes.json "
                                     "({seq: {width, height}}) or the images to the dataset root")
-        return {"visible": ann.cover, "image_size": ann.image_size}
+        return {"visible": ann.visible, "image_size": ann.image_size}
     return {}
 
 
@@ -72,6 +91,8 @@ def evaluate_results(
 ) -> TrackerReport:
     """Score one raw-results folder on the given sequences, overall and per sequence.
 
+    ``dataset`` is pytracking's dataset rule (``lasot``: length check and visibility flags).
+
     A sequence the protocol rejects (pytracking: NaN or negative sizes, too few lines) voids the
     overall result, as in the official tools, but the other sequences are still reported.
     """
@@ -82,7 +103,7 @@ def evaluate_results(
     report = TrackerReport(name or results_dir.name, None)
     for ann in annotations:
         pred = read_raw_results(results_dir / f"{ann.name}.txt")
-        inputs = _metric_inputs(ann, convention)
+        inputs = _metric_inputs(ann, convention, dataset)
         single = build_ope_metric(convention, return_curves=True, **metric_options)
         try:
             single.update(pred, ann.boxes, name=ann.name, **inputs)
@@ -110,25 +131,24 @@ def format_table(rows: Sequence[Mapping[str, Any]], convention: str) -> str:
 
 
 def analyze(
-    dataset_root: str | Path,
+    annotations: Sequence[SequenceAnnotation],
     result_dirs: Mapping[str, str | Path] | Sequence[str | Path],
     dataset: str = "lasot",
     convention: str = "pytracking",
     out_dir: str | Path | None = None,
-    sequences: Sequence[str] | None = None,
-    image_sizes: str | Path | None = None,
     print_table: bool = True,
+    title: str | None = None,
     **metric_options: Any,
 ) -> list[dict[str, Any]]:
-    """Score raw-result folders against a benchmark; print a table, write plots to ``out_dir``.
+    """Score raw-result folders against a benchmark's ground truth; print a table, write plots to ``out_dir``.
 
-    ``result_dirs`` maps display names to folders (a list uses the folder names). Returns one row
-    per tracker: ``{"Tracker", <scores of the protocol>, "FPS", "Sequences"}``.
+    ``result_dirs`` maps display names to folders (a list uses the folder names); ``dataset`` is
+    pytracking's dataset rule. Returns one row per tracker: ``{"Tracker", <scores of the protocol>,
+    "FPS", "Sequences"}``.
     """
     named = dict(result_dirs) if isinstance(result_dirs, Mapping) else {Path(d).name: d for d in result_dirs}
     if not isinstance(result_dirs, Mapping) and len(named) != len(result_dirs):
         raise ValueError("two result folders share a name; pass a dict {name: folder} instead of a list")
-    annotations = load_benchmark(dataset_root, dataset, sequences, image_sizes)
     reports = [evaluate_results(annotations, d, convention, n, dataset, **metric_options) for n, d in named.items()]
     for rep in reports:
         if rep.errors:
@@ -145,6 +165,6 @@ def analyze(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"table_{convention}.txt").write_text(table + "\n")
         plot_reports({r.name: r.overall for r in reports}, convention, out_dir,
-                     title=f"{dataset} ({convention}, {len(annotations)} sequences)")
+                     title=f"{title or dataset} ({convention}, {len(annotations)} sequences)")
     return rows
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datamodules.readers.frames import FrameReadError, read_rgb
 from trackers.errors import BadFileError, MissingFileError
+from trackers.frames import FrameReadError, read_rgb
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 FOLDER_FPS = 30.0  # an image folder has no frame rate; what a written video of it plays at

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from datamodules.processing import CropResult, crop_square
+from trackers.geometry.crops import CropResult, crop_square
 from trackers.inference.online import CropTracker
 
 

@@ -1,7 +1,7 @@
 """Online (one-pass) trackers: initialise on frame 0, then follow the target frame by frame.
 
-The crop, the ImageNet normalisation and the box mapping are the training pipeline's and
-``box_ops``' own functions, so training and test time cannot drift apart. Family trackers only say
+The crop, the ImageNet normalisation and the box mapping are ``trackers.geometry``'s, the same
+functions the training pipeline crops with, so training and test time cannot drift apart. Family trackers only say
 how a network's output becomes a normalised crop box (``predict``).
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from datamodules.processing import crop_square, normalize_image
-from trackers.nn import box_ops
+from trackers.geometry.crops import clip_box_xywh, crop_box_to_frame, crop_square
+from trackers.geometry.normalize import normalize_image
 
 
 @dataclass
@@ -90,9 +90,9 @@ class CropTracker(OnlineTracker):
         assert self._state is not None, "call initialize() first"
         crop = crop_square(frame, self._state, self.search_factor, self.search_size)
         box_norm, score = self.predict(self._to_input(crop.image))
-        box = box_ops.crop_box_to_frame(box_norm, self._state, self.search_size / crop.resize_factor)
+        box = crop_box_to_frame(box_norm, self._state, self.search_size / crop.resize_factor)
         height, width = frame.shape[:2]
-        self._state = box_ops.clip_box_xywh(box, height, width, self.clip_margin)
+        self._state = clip_box_xywh(box, height, width, self.clip_margin)
         self.on_tracked(frame, score)
         return TrackResult(self._state.copy(), score)
 

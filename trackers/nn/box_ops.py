@@ -1,4 +1,7 @@
-"""Every box conversion of the suite lives here, so no other file converts boxes by hand.
+"""Every box format conversion and overlap of the suite lives here, so no other file converts boxes by hand.
+
+The frame <-> crop mapping (and the flips and clipping of that contract) lives with the crops in
+``trackers.geometry.crops``: the two halves of one crop contract stay in one room.
 
 Conventions (DESIGN.md "Contracts"):
 - in a frame: ``xywh`` = (x, y, w, h) in pixels, 0-based, continuous (the datasets' format);
@@ -35,11 +38,6 @@ def cxcywh_to_xyxy(b: Tensor) -> Tensor:
 def xyxy_to_cxcywh(b: Tensor) -> Tensor:
     x1, y1, x2, y2 = b.unbind(-1)
     return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), -1)
-
-
-def xywh_to_cxcywh(b: Tensor) -> Tensor:
-    x, y, w, h = b.unbind(-1)
-    return torch.stack((x + 0.5 * w, y + 0.5 * h, w, h), -1)
 
 
 def cxcywh_to_xywh(b: Tensor) -> Tensor:
@@ -96,68 +94,21 @@ def paired_ciou_xyxy(
 
 
 # ---------------------------------------------------------------------------------------------
-# Frame <-> crop mapping (test time) and clipping. NumPy/float in, float out: these run once per
-# frame on a single box, where tensor overhead would dominate.
-# ---------------------------------------------------------------------------------------------
-
-
-def crop_box_to_frame(
-    box_cxcywh: Tensor | np.ndarray | list[float],
-    prev_box_xywh: np.ndarray | list[float],
-    crop_size_px: float,
-) -> np.ndarray:
-    """Map a normalised crop (cx, cy, w, h) back to a frame xywh box.
-
-    The crop was centred on ``prev_box_xywh`` with side ``crop_size_px`` (original pixels); the
-    official map-back uses ``crop/2`` as the crop centre (spec tracking_ecosystem §6).
-    """
-    cx, cy, w, h = (float(v) * crop_size_px for v in _as_list(box_cxcywh))
-    px, py, pw, ph = (float(v) for v in prev_box_xywh)
-    cx_prev, cy_prev = px + 0.5 * pw, py + 0.5 * ph
-    cx_img = cx + (cx_prev - 0.5 * crop_size_px)
-    cy_img = cy + (cy_prev - 0.5 * crop_size_px)
-    return np.array([cx_img - 0.5 * w, cy_img - 0.5 * h, w, h], dtype=np.float64)
-
-
-def clip_box_xywh(box: np.ndarray | list[float], height: int, width: int, margin: float = 10.0) -> np.ndarray:
-    """Clip a frame box into the image, keeping at least ``margin`` px of it (official ``clip_box``)."""
-    x1, y1, w, h = (float(v) for v in box)
-    x2, y2 = x1 + w, y1 + h
-    x1 = min(max(0.0, x1), width - margin)
-    x2 = min(max(margin, x2), float(width))
-    y1 = min(max(0.0, y1), height - margin)
-    y2 = min(max(margin, y2), float(height))
-    return np.array([x1, y1, max(margin, x2 - x1), max(margin, y2 - y1)], dtype=np.float64)
-
-
-def frame_box_to_crop(
-    box_xywh: np.ndarray, crop_centre_box_xywh: np.ndarray, resize_factor: float, output_size: int
-) -> np.ndarray:
-    """Map a frame box into a crop made around another box (training GT mapping, spec §3.4).
-
-    Returns the normalised crop (cx, cy, w, h). The crop centre is ``(S - 1) / 2`` as in the
-    official processing.
-    """
-    b = np.asarray(box_xywh, dtype=np.float64)
-    j = np.asarray(crop_centre_box_xywh, dtype=np.float64)
-    c_b = b[..., :2] + 0.5 * b[..., 2:]
-    c_j = j[..., :2] + 0.5 * j[..., 2:]
-    centre = (output_size - 1) / 2 + (c_b - c_j) * resize_factor
-    size = b[..., 2:] * resize_factor
-    return np.concatenate([centre, size], -1) / output_size
-
-
-def _as_list(b: Tensor | np.ndarray | list[float]) -> list[float]:
-    if isinstance(b, Tensor):
-        return b.detach().flatten().tolist()
-    return list(np.asarray(b, dtype=np.float64).ravel())
-
-
-# ---------------------------------------------------------------------------------------------
-# NumPy helpers for the evaluation protocols (trackers/evaluation). The toolkits differ in their
+# NumPy helpers (data generation, evaluation protocols). The evaluation toolkits differ in their
 # pixel convention: ``pixel_offset = -1`` gives the inclusive-pixel centre x + (w - 1) / 2
 # (pytracking, LaSOT, got10k), ``+1`` the TrackingNet devkit's x + (w + 1) / 2.
 # ---------------------------------------------------------------------------------------------
+
+
+def cxcywh_to_xyxy_np(b: np.ndarray) -> np.ndarray:
+    """``cxcywh_to_xyxy`` for arrays (same float operations, so the same values)."""
+    centre, size = b[..., :2], b[..., 2:]
+    return np.concatenate((centre - 0.5 * size, centre + 0.5 * size), -1)
+
+
+def xyxy_to_xywh_np(b: np.ndarray) -> np.ndarray:
+    """``xyxy_to_xywh`` for arrays (integer boxes stay integer)."""
+    return np.concatenate((b[..., :2], b[..., 2:] - b[..., :2]), -1)
 
 
 def box_centre_xywh_np(b: np.ndarray, pixel_offset: float = 0.0) -> np.ndarray:
@@ -187,26 +138,3 @@ def clip_boxes_to_image_xywh_np(b: np.ndarray, width: float, height: float) -> n
     w = np.clip(b[..., 2], 0, width - x)
     h = np.clip(b[..., 3], 0, height - y)
     return np.stack([x, y, w, h], -1)
-
-
-# ---------------------------------------------------------------------------------------------
-# Horizontal flips used by data augmentation (spec tracking_ecosystem §3.1 and §3.6).
-# ---------------------------------------------------------------------------------------------
-
-
-def hflip_frame_box_xywh(box_xywh: np.ndarray, width: int) -> np.ndarray:
-    """Mirror frame xywh boxes in an image of ``width`` px with the official pixel-index rule.
-
-    ``x' = (W - 1) - (x + w)`` (a continuous flip would be ``W - x - w``); kept for parity with
-    the official processing, which flips full frames before cropping.
-    """
-    b = np.array(box_xywh, dtype=np.float64, copy=True)
-    b[..., 0] = (width - 1) - (b[..., 0] + b[..., 2])
-    return b
-
-
-def hflip_crop_box_cxcywh(box_cxcywh: Tensor | np.ndarray) -> Tensor | np.ndarray:
-    """Mirror normalised crop cxcywh boxes: ``cx' = 1 - cx`` (= ``x' = 1 - x - w`` in xywh); keeps type and dtype."""
-    if isinstance(box_cxcywh, np.ndarray):
-        return np.concatenate((1.0 - box_cxcywh[..., :1], box_cxcywh[..., 1:]), -1)
-    return torch.cat((1.0 - box_cxcywh[..., :1], box_cxcywh[..., 1:]), -1)
