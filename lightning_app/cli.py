@@ -48,7 +48,7 @@ def run_lightning_cli(args: list[str]) -> None:
     from lightning.pytorch.cli import LightningCLI
 
     from trackers.methods.base import TrackingModule
-    from trackers.models.safe_unpickling import check_ckpt_path
+    from trackers.safe_unpickling import check_ckpt_path
 
     class DistilTrackCLI(LightningCLI):
         """Checks dataset roots in the launching process, before the Trainer or any DDP process starts."""

@@ -25,7 +25,7 @@ from torch import nn
 
 from trackers.errors import BadFileError, MissingFileError
 from trackers.models.checkpoints import load_checkpoint, read_checkpoint
-from trackers.models.safe_unpickling import InertObject, check_ckpt_path, load_checkpoint_data
+from trackers.safe_unpickling import InertObject, check_ckpt_path, load_checkpoint_data
 from trackers.nn.pretrained import read_mae_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,7 +47,7 @@ import yaml
 from trackers.errors import MissingFileError, SetupError
 from trackers.evaluation.speed import SpeedReport
 from trackers.methods.base import METRICS_FILE
-from trackers.models.safe_unpickling import check_checkpoint_file, load_checkpoint_data
+from trackers.safe_unpickling import check_checkpoint_file, load_checkpoint_data
 
 PIPELINES_DIR = Path("configs/pipelines")
 FINAL_CHECKPOINT = "final.ckpt"

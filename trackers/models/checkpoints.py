@@ -29,7 +29,7 @@ from trackers.models.surgery import (
 )
 from trackers.nn.pretrained import PretrainedReport, load_vit_state_into, read_mae_state_dict
 from trackers.nn.vit import OneStreamViT
-from trackers.models.safe_unpickling import load_checkpoint_data
+from trackers.safe_unpickling import load_checkpoint_data
 
 LIGHTNING_MODEL_PREFIX = "network."  # every TrackingModule keeps its deployable network as `self.network`
 DDP_PREFIX = "module."

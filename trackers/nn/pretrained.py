@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from trackers.errors import BadFileError, MissingFileError, SetupError
-from trackers.models.safe_unpickling import load_checkpoint_data
+from trackers.safe_unpickling import load_checkpoint_data
 
 from trackers.nn.pos_embed import mae_grid, resize_pos_table
 from trackers.nn.vit import OneStreamViT
