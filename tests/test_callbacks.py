@@ -11,7 +11,6 @@ from callbacks.layer_decay import LayerDecay
 from callbacks.schedules import layer_decay_gamma
 from callbacks.teacher_freeze import TeacherFreeze
 from test_mixformerv2_methods import fit_setup, stage2_module, tiny_batch
-from trackers.freezing import freeze
 from trackers.methods.mixformer_family import mixformer_forward
 from trackers.methods.optim import ParamGroups
 
@@ -175,14 +174,3 @@ def test_teacher_left_out_of_checkpoints_unless_asked(tmp_path, save_teacher):
     fresh.on_load_checkpoint(checkpoint)  # without the teacher's weights: the module's own teacher fills in
     fresh.load_state_dict(checkpoint["state_dict"], strict=True)
     assert fresh.has_teacher_weights == save_teacher
-
-
-def test_frozen_module_survives_deepcopy():
-    import copy
-
-    module = freeze(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5)))
-    clone = copy.deepcopy(module)
-    clone.train()
-    assert not clone.training and not clone[1].training
-    module.train()
-    assert not module.training
