@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -297,3 +298,21 @@ def test_cached_template_tracker_matches_full_forward():
     np.testing.assert_allclose(cached, full, rtol=0, atol=1e-4)
     assert not cached_initial and not full_initial  # the online template was updated along the way
     assert np.ptp(cached[:, 0]) > 0  # the boxes are not all the same
+
+
+@pytest.mark.parametrize("visible", [[True, True], [True, False]])
+def test_score_stage_warns_after_an_epoch_without_negatives(tmp_path, visible):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    module = ScoreHeadTraining(network=tiny_v2(2, score_head=True), init_checkpoint=saved(tiny_v2(2), tmp_path / "d.pt"))
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    loader = DataLoader([tiny_batch(visible=visible), tiny_batch(visible=[True, True])], batch_size=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(module, train_dataloaders=loader)
+    warned = any("saw no negative pair" in str(w.message) for w in caught)
+    assert warned == all(visible)
