@@ -13,7 +13,8 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from trackers.methods.base import TrackingModule
-from trackers.methods.center_family import CenterLossWeights, CenterTrackerConfig, center_head_losses
+from trackers.methods.center_family import CenterLossWeights, CenterTrackerConfig, center_forward, center_head_losses
+from trackers.methods.distillation import DistillationModule, FeaturePairs
 from trackers.methods.supervised import CenterHeadTraining
 from trackers.models.ostrack import OSTrack
 from trackers.types import TrackerOutput
@@ -148,3 +149,45 @@ def test_center_output_contract_of_the_losses():
     losses = center_head_losses(out, batch, CenterLossWeights())
     assert float(losses["giou"]) == pytest.approx(0.0, abs=1e-6) and float(losses["l1"]) == pytest.approx(0.0, abs=1e-6)
     assert float(losses["focal"]) > 0
+
+
+# --------------------------------------------------------------------------------- composing a new method
+
+
+class _CenterHeadDistillation(DistillationModule):
+    """A CompressTracker-like method built from parts only: distillation base + centre-head family."""
+
+    def __init__(self, *, loss_weights: CenterLossWeights = CenterLossWeights(), **kwargs) -> None:
+        super().__init__(teacher_stage="of the test", feature_pairs=FeaturePairs([1], [1]), **kwargs)
+        self.loss_weights = loss_weights
+        self.tracker_config = CenterTrackerConfig()
+
+    def compute_losses(self, batch):
+        student = center_forward(self.network, batch, return_features=self.feature_pairs.student)
+        teacher = self.teacher_forward(center_forward, batch, ce_keep_rate=1.0, return_features=self.feature_pairs.teacher)
+        losses = center_head_losses(student, batch, self.loss_weights)
+        losses["feature"] = self.feature_loss(student, teacher)
+        losses["total"] = losses["total"] + losses["feature"]
+        return losses
+
+    def build_tracker(self):
+        return self.tracker_config.build(self.network)
+
+
+def test_a_centre_head_distillation_composes_from_the_parts(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    teacher_file = tmp_path / "teacher.pt"
+    torch.save(OSTrack(**TINY_OSTRACK).state_dict(), teacher_file)
+    module = _CenterHeadDistillation(
+        network=OSTrack(**TINY_OSTRACK), teacher=OSTrack(**TINY_OSTRACK), teacher_checkpoint=str(teacher_file)
+    )
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader([tiny_batch(), tiny_batch()], batch_size=None))
+    assert module.has_teacher_weights and not module.teacher.training  # read at fit start, frozen by configure_callbacks
+    assert all(p.grad is None for p in module.teacher.parameters())
+    assert {"train/feature", "train/giou", "train/total"} <= set(trainer.logged_metrics)
+    tracker = module.build_tracker()
+    tracker.initialize(np.zeros((80, 96, 3), dtype=np.uint8), np.array([30.0, 30.0, 16.0, 12.0]))
