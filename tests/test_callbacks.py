@@ -47,12 +47,15 @@ class _GammaRecorder(L.Callback):
         self.depths[epoch] = pl_module.network.backbone.depth
 
 
-def _fit(module, decay: LayerDecay | None, epochs: int, recorder: L.Callback | None = None) -> tuple[L.Callback, L.Trainer]:
+def _fit(
+    module, decay: LayerDecay | None, epochs: int, recorder: L.Callback | None = None, listed: tuple = (TeacherFreeze(),)
+) -> tuple[L.Callback, L.Trainer]:
+    """``listed``: callbacks as a YAML lists them (a TeacherFreeze there is replaced by the module's own)."""
     recorder = recorder or _GammaRecorder()
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=epochs, limit_train_batches=1, limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[TeacherFreeze(), *([decay] if decay else []), recorder],
+        callbacks=[*listed, *([decay] if decay else []), recorder],
     )  # fmt: skip
     loader = DataLoader([tiny_batch()], batch_size=None)
     trainer.fit(module, train_dataloaders=loader)
@@ -129,10 +132,10 @@ class _TeacherModeRecorder(L.Callback):
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_teacher_mode_in_a_run(tmp_path, mode):
-    """The module's TeacherFreeze (configure_callbacks) replaces the listed one; train mode keeps DropPath on."""
+    """The module freezes its teacher by itself (configure_callbacks); train mode keeps DropPath on."""
     module = stage2_module(tmp_path, depth=3, pairs=([2], [2]), teacher_mode=mode)
     module.teacher.backbone.set_drop_path_rate(0.3)
-    recorder, trainer = _fit(module, None, epochs=1, recorder=_TeacherModeRecorder())
+    recorder, trainer = _fit(module, None, epochs=1, recorder=_TeacherModeRecorder(), listed=())
     freezes = [cb for cb in trainer.callbacks if isinstance(cb, TeacherFreeze)]
     assert len(freezes) == 1 and freezes[0].mode == mode
     assert recorder.training == (mode == "train")
@@ -174,3 +177,13 @@ def test_teacher_left_out_of_checkpoints_unless_asked(tmp_path, save_teacher):
     fresh.on_load_checkpoint(checkpoint)  # without the teacher's weights: the module's own teacher fills in
     fresh.load_state_dict(checkpoint["state_dict"], strict=True)
     assert fresh.has_teacher_weights == save_teacher
+
+
+def test_a_listed_teacher_freeze_that_asks_for_other_settings_is_refused(tmp_path):
+    from trackers.errors import SetupError
+
+    module = stage2_module(tmp_path, teacher_mode="train")
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, callbacks=[TeacherFreeze(save_teacher=True)])  # fmt: skip
+    with pytest.raises(SetupError, match="model.init_args.save_teacher / teacher_mode"):
+        trainer.fit(module, train_dataloaders=DataLoader([tiny_batch()], batch_size=None))

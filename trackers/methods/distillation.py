@@ -118,8 +118,17 @@ class DistillationModule(TrackingModule):
         self.save_teacher = save_teacher
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """The teacher's freezing, which this method always needs (replaces a ``TeacherFreeze`` listed in YAML)."""
-        return [TeacherFreeze(attributes=(TEACHER_ATTRIBUTE,), save_teacher=self.save_teacher, mode=self.teacher_mode)]
+        """The teacher's freezing, which this method always needs. Lightning replaces a ``TeacherFreeze``
+        listed in ``trainer.callbacks`` with this one, so a listed one must not ask for something else."""
+        own = TeacherFreeze(attributes=(TEACHER_ATTRIBUTE,), save_teacher=self.save_teacher, mode=self.teacher_mode)
+        settings = lambda cb: (cb.attributes, cb.save_teacher, cb.mode)  # noqa: E731
+        for listed in self.trainer.callbacks if self._trainer is not None else ():
+            if isinstance(listed, TeacherFreeze) and settings(listed) != settings(own):
+                raise SetupError(
+                    f"trainer.callbacks TeacherFreeze {settings(listed)} differs from the method's {settings(own)}; "
+                    f"drop it from the callbacks and set model.init_args.save_teacher / teacher_mode instead"
+                )
+        return [own]
 
     def setup(self, stage: str) -> None:
         """The teacher's weights: required when fitting starts (before a ``--ckpt_path`` restore); read
