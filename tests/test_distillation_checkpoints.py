@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from datamodules.synthtrack import write_synthtrack
+from trackers.models.mixformerv2 import MixFormerV2
 from trackers.models.mixvit import MixViT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,21 +45,30 @@ def tiny_synth(tmp_path_factory) -> Path:
     return write_synthtrack(root, num_train=3, num_test=1, length=20, image_size=(160, 120), seed=5)
 
 
-def stage1_args(synth: Path, out: Path) -> list[str]:
-    test = json.dumps({"type": "synthtrack", "root": str(synth), "split": "test"})
-    return STAGE1 + [
-        "--data.init_args.datasets", json.dumps([{"type": "synthtrack", "root": str(synth), "split": "train"}]),
-        "--data.init_args.val_datasets", json.dumps([{"type": "synthtrack", "root": str(synth), "split": "test"}]),
-        "--data.init_args.test", test,
+DEPTH8 = [  # 12 -> 8: blocks fade over 2 epochs and are removed after epoch 3, one step per epoch
+    "--config", str(ROOT / "configs/mixformerv2_b.yaml"),
+    "--config", str(ROOT / "configs/presets/cpu_smoke.yaml"),
+    "--config", str(ROOT / "configs/presets/cpu_smoke_mixformerv2/b_depth8.yaml"),
+]  # fmt: skip
+DEPTH8_STUDENT = dict(embed_dim=64, depth=12, num_heads=2, template_size=64, search_size=128, num_bins=32,
+                      score_head=False, drop_path_rate=0.0)  # what DEPTH8 composes for student and teacher  # fmt: skip
+
+
+def run_args(synth: Path, out: Path, experiment: list[str] = STAGE1, steps: tuple[str, ...] = ("--trainer.max_steps", "2")):
+    split = lambda name: {"type": "synthtrack", "root": str(synth), "split": name}  # noqa: E731
+    return [*experiment, *steps,
+        "--data.init_args.datasets", json.dumps([split("train")]),
+        "--data.init_args.val_datasets", json.dumps([split("test")]),
+        "--data.init_args.test", json.dumps(split("test")),
         "--data.init_args.samples_per_epoch", "8", "--data.init_args.val_samples_per_epoch", "4",
         "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
-        "--trainer.max_steps", "2", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+        "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(out),
     ]  # fmt: skip
 
 
 def test_fit_without_teacher_checkpoint_stops_with_one_line_naming_key_and_stage(tiny_synth: Path, tmp_path: Path):
-    result = run(["fit", *stage1_args(tiny_synth, tmp_path)], cwd=tmp_path)
+    result = run(["fit", *run_args(tiny_synth, tmp_path)], cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: model.init_args.teacher_checkpoint") and "configs/mixvit_b.yaml" in last
@@ -68,7 +78,7 @@ def test_fit_without_teacher_checkpoint_stops_with_one_line_naming_key_and_stage
 def test_distilled_checkpoint_tests_and_validates_without_the_teacher_file(tiny_synth: Path, tmp_path: Path):
     teacher = tmp_path / "teacher.pt"
     torch.save(MixViT(**TEACHER).state_dict(), teacher)
-    args = stage1_args(tiny_synth, tmp_path) + ["--model.init_args.teacher_checkpoint", str(teacher)]
+    args = run_args(tiny_synth, tmp_path) + ["--model.init_args.teacher_checkpoint", str(teacher)]
     fit = run(["fit", *args], cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
     ckpt = next(tmp_path.rglob("last.ckpt"))
@@ -87,3 +97,21 @@ def test_distilled_checkpoint_tests_and_validates_without_the_teacher_file(tiny_
     validate = run(["validate", *args, "--ckpt_path", str(ckpt), "--trainer.limit_val_batches", "1"], cwd=tmp_path)
     assert validate.returncode == 0, validate.stderr[-3000:]
     assert "val/ciou" in validate.stdout and "val/logit" not in validate.stdout  # no teacher: GT losses only
+
+
+def test_depth_pruned_checkpoint_tests_without_the_teacher_file(tiny_synth: Path, tmp_path: Path):
+    """The checkpoint holds the shallower student (``pruned_blocks``) and no teacher; `test` rebuilds it from the config."""
+    teacher = tmp_path / "stage1.pt"
+    torch.save(MixFormerV2(**DEPTH8_STUDENT).state_dict(), teacher)
+    args = run_args(tiny_synth, tmp_path, DEPTH8, steps=("--trainer.limit_train_batches", "1"))
+    args += ["--model.init_args.teacher_checkpoint", str(teacher)]
+    fit = run(["fit", *args], cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["pruned_blocks"] == [0, 3, 6, 9] and not any(k.startswith("teacher.") for k in saved["state_dict"])
+    teacher.unlink()
+    test = run(["test", *args, "--ckpt_path", str(ckpt), "--model.init_args.results_dir", str(tmp_path / "results")],
+               cwd=tmp_path)  # fmt: skip
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/pytracking/AUC" in test.stdout

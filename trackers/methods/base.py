@@ -1,8 +1,8 @@
 """What every method shares: the training skeleton and one-pass evaluation in `lightning test`.
 
-A method implements two things: ``compute_losses(batch)`` (a dict of tensors with a ``total`` key,
-what ``training_step`` returns and ``validation_step`` logs) and ``build_tracker()`` (its online
-tracker). The steps, their logging, the optimizer (injected callables on the project's parameter
+A method implements two things (both abstract): ``compute_losses(batch)`` (a dict of tensors with
+a ``total`` key, what ``training_step`` returns and ``validation_step`` logs) and ``build_tracker()``
+(its online tracker; every TrackingModule has one, so tools need no capability check). The steps, their logging, the optimizer (injected callables on the project's parameter
 groups, ``trackers.methods.optim``), the hyper-parameters saved to checkpoints, the OPE loop, the
 per-rank sequence split, the metrics (torchmetrics, synced across DDP ranks) and the result files
 live here once.
