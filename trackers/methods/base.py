@@ -2,7 +2,8 @@
 
 A method implements two things (both abstract): ``compute_losses(batch)`` (a dict of tensors with
 a ``total`` key, what ``training_step`` returns and ``validation_step`` logs) and ``build_tracker()``
-(its online tracker; every TrackingModule has one, so tools need no capability check). The steps, their logging, the optimizer (injected callables on the project's parameter
+(its online tracker; every TrackingModule has one, so tools need no capability check). The steps,
+their logging, the optimizer (injected callables on the project's parameter
 groups, ``trackers.methods.optim``), the hyper-parameters saved to checkpoints, the OPE loop, the
 per-rank sequence split, the metrics (torchmetrics, synced across DDP ranks) and the result files
 live here once.
@@ -63,7 +64,7 @@ class TrackingModule(L.LightningModule, ABC):
         *,
         # Lambdas on purpose: jsonargparse reads them as class_path + init_args (see trackers.methods.optim).
         optimizer: OptimizerCallable = lambda params: torch.optim.AdamW(params, lr=4e-4, weight_decay=1e-4),
-        lr_scheduler: LRSchedulerCallable = lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=240, gamma=0.1),
+        lr_scheduler: LRSchedulerCallable = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=240, gamma=0.1),
         param_groups: ParamGroups = ParamGroups(),
         results_dir: str | None = None,
         resume_results: bool = True,

@@ -57,7 +57,9 @@ class CenterTrackerConfig(CropConfig):
         )
 
 
-def center_forward(network: nn.Module, batch: TrackingBatch, ce_keep_rate: float | None = None, **kwargs: Any) -> TrackerOutput:
+def center_forward(
+    network: nn.Module, batch: TrackingBatch, ce_keep_rate: float | None = None, **kwargs: Any
+) -> TrackerOutput:
     """The network on a batch: first template, CE template mask, ``ce_keep_rate`` (None: configured ratios)."""
     template = batch["template"][:, 0]
     mask = network.ce_template_mask(template.shape[0], template.device)

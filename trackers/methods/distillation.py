@@ -135,7 +135,8 @@ class DistillationModule(TrackingModule):
         for `validate` when the file is there; never needed by `test` (only the student tracks)."""
         super().setup(stage)
         if stage == "fit":
-            self._load_teacher_weights(require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage))
+            path = require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage)
+            self._load_teacher_weights(path)
         elif stage == "validate" and self.teacher_checkpoint and Path(self.teacher_checkpoint).is_file():
             self._load_teacher_weights(self.teacher_checkpoint)
         elif stage == "validate":

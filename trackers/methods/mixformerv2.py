@@ -306,8 +306,10 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
         super().setup(stage)
         if stage != "fit":
             return
-        init = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, "of the student") if self.init_checkpoint else None
-        path = init or require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage)
+        if self.init_checkpoint:
+            path = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, "of the student")
+        else:
+            path = require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage)
         load_mixformerv2_weights(self.network, path, prune_blocks=self.init_prune_blocks, reduce_mlp=self.init_reduce_mlp)
 
     def load_teacher(self, path: str) -> None:

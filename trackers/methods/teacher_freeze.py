@@ -37,7 +37,9 @@ class TeacherFreeze(L.Callback):
         mode: ``eval`` pins the teachers in eval mode; ``train`` lets them follow the module's mode.
     """
 
-    def __init__(self, attributes: Sequence[str] = ("teacher",), save_teacher: bool = False, mode: FreezeMode = "eval") -> None:
+    def __init__(
+        self, attributes: Sequence[str] = ("teacher",), save_teacher: bool = False, mode: FreezeMode = "eval"
+    ) -> None:
         if mode not in FREEZE_MODES:
             raise SetupError(f"TeacherFreeze mode must be one of {FREEZE_MODES}, got {mode!r}")
         self.attributes = tuple(attributes)
