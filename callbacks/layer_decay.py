@@ -25,6 +25,7 @@ from torch import nn
 
 from callbacks.schedules import layer_decay_gamma
 from trackers.errors import SetupError
+from trackers.freezing import freeze
 
 DecaySchedule = Literal["official", "paper"]
 AfterRemoval = Literal["rebuild", "continue"]
@@ -98,9 +99,9 @@ class LayerDecay(L.Callback):
                 f"trainer.callbacks LayerDecay.init_args.blocks {list(self.blocks)} do not exist in the "
                 f"{len(blocks)}-block network"
             )
-        if self.freeze_fading:
+        if self.freeze_fading:  # official: no gradients, but the blocks still run in train mode (DropPath)
             for i in self.blocks:
-                blocks[i].requires_grad_(False)
+                freeze(blocks[i], mode="train")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch + 1

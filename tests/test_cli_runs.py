@@ -56,8 +56,11 @@ def test_print_config_shows_the_official_recipe(tmp_path: Path) -> None:
     cfg = yaml.safe_load(result.stdout)
     net = cfg["model"]["init_args"]["network"]["init_args"]
     assert (net["embed_dim"], net["depth"], net["ce_loc"]) == (768, 12, [3, 6, 9])
-    opt = cfg["model"]["init_args"]["optimizer"]
-    assert (opt["lr"], opt["backbone_lr_multiplier"], opt["lr_drop_epochs"]) == (4e-4, 0.1, 240)
+    model = cfg["model"]["init_args"]
+    opt, sched = model["optimizer"], model["lr_scheduler"]
+    assert (opt["class_path"], opt["init_args"]["lr"], opt["init_args"]["weight_decay"]) == ("torch.optim.AdamW", 4e-4, 1e-4)
+    assert (sched["class_path"], sched["init_args"]["step_size"]) == ("torch.optim.lr_scheduler.StepLR", 240)
+    assert model["param_groups"]["backbone_lr_multiplier"] == 0.1
     assert cfg["trainer"]["max_epochs"] == 300 and cfg["trainer"]["gradient_clip_val"] == 0.1
     data = cfg["data"]["init_args"]
     assert data["samples_per_epoch"] == 60000 and data["batch_size"] == 32

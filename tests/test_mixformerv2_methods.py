@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +26,6 @@ from trackers.nn.pos_embed import sincos_2d_table
 
 TINY = dict(embed_dim=32, num_heads=2, template_size=32, search_size=64, drop_path_rate=0.0)
 BINS = 16  # = 64 / stride 4, the tiny MixViT's corner-map side
-REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_v2(depth: int = 4, **kw) -> MixFormerV2:
@@ -51,10 +50,19 @@ def tiny_batch(b: int = 2, t: int = 32, s: int = 64, visible: list[bool] | None 
     }
 
 
+def fit_setup(module):
+    """What ``Trainer.fit`` does before the first step: ``setup("fit")`` reads teacher and initial weights."""
+    module._trainer = SimpleNamespace(datamodule=None)  # what setup asks of the trainer
+    module.setup("fit")
+    module._trainer = None
+    return module
+
+
 def stage2_module(tmp_path: Path, depth: int = 4, pairs=([1, 3], [1, 3]), **kw) -> DeepToShallowDistillation:
+    """A stage-2 module as built from a config (no weights read yet); ``fit_setup`` reads them."""
     teacher_ckpt = saved(tiny_v2(depth), tmp_path / "teacher.pt")
     return DeepToShallowDistillation(
-        tiny_v2(depth), teacher_checkpoint=teacher_ckpt, feature_pairs=FeaturePairs(*map(list, pairs)), **kw
+        network=tiny_v2(depth), teacher_checkpoint=teacher_ckpt, feature_pairs=FeaturePairs(*map(list, pairs)), **kw
     )
 
 
@@ -70,10 +78,10 @@ def grads_only_in_student(module: torch.nn.Module) -> None:
 
 def test_stage1_step_finite_losses_gradients_only_in_student(tmp_path):
     teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
-    module = DenseToSparseDistillation(
-        tiny_v2(4), teacher, teacher_checkpoint=saved(teacher, tmp_path / "mixvit.pt"),
+    module = fit_setup(DenseToSparseDistillation(
+        network=tiny_v2(4), teacher=teacher, teacher_checkpoint=saved(teacher, tmp_path / "mixvit.pt"),
         loss_weights=DistillLossWeights(feature=0.0),
-    )  # fmt: skip
+    ))  # fmt: skip
     batch = tiny_batch()
     losses = module.compute_losses(batch)
     assert {"ciou", "l1", "logit", "total"} <= set(losses) and "feature" not in losses
@@ -89,20 +97,20 @@ def test_stage1_rejects_bins_that_do_not_match_the_teacher_map(tmp_path):
     teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
     with pytest.raises(SetupError, match="num_bins"):
         DenseToSparseDistillation(
-            tiny_v2(2, num_bins=BINS + 1), teacher, teacher_checkpoint=saved(teacher, tmp_path / "t.pt")
+            network=tiny_v2(2, num_bins=BINS + 1), teacher=teacher, teacher_checkpoint=saved(teacher, tmp_path / "t.pt")
         )
 
 
 def test_stage1_student_may_start_from_the_teacher_backbone(tmp_path):
     teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
     module = DenseToSparseDistillation(
-        tiny_v2(3), teacher, teacher_checkpoint=saved(teacher, tmp_path / "mixvit.pt"), pretrained="teacher"
+        network=tiny_v2(3), teacher=teacher, teacher_checkpoint=saved(teacher, tmp_path / "mixvit.pt"),
+        pretrained="teacher",
     )
     student, frozen_teacher = module.network.backbone, module.teacher.backbone
     assert not torch.equal(student.blocks[0].attn.qkv.weight, frozen_teacher.blocks[0].attn.qkv.weight)
     tables = student.pos_embed_s.clone()
-    module._trainer = SimpleNamespace(datamodule=None)  # what setup asks of the trainer
-    module.setup("fit")
+    fit_setup(module)
     for name, value in frozen_teacher.state_dict().items():
         if name.startswith(("blocks.", "patch_embed.")):
             torch.testing.assert_close(student.state_dict()[name], value, msg=name)
@@ -110,25 +118,41 @@ def test_stage1_student_may_start_from_the_teacher_backbone(tmp_path):
     torch.testing.assert_close(student.pos_embed_s, tables)  # fixed sin-cos tables stay
 
 
-def test_missing_teacher_checkpoint_names_key_and_producing_stage(tmp_path):
+def test_missing_teacher_checkpoint_names_key_and_producing_stage_when_fitting_starts(tmp_path):
+    module = DeepToShallowDistillation(network=tiny_v2(4))  # building (for test / validate / track) needs no file
     with pytest.raises(SetupError, match=r"model\.init_args\.teacher_checkpoint.*mixformerv2_b_stage1\.yaml"):
-        DeepToShallowDistillation(tiny_v2(4))
+        fit_setup(module)
+    module = DeepToShallowDistillation(network=tiny_v2(4), teacher_checkpoint=str(tmp_path / "nope.ckpt"))
     with pytest.raises(SetupError, match=r"model\.init_args\.teacher_checkpoint.*does not exist"):
-        DeepToShallowDistillation(tiny_v2(4), teacher_checkpoint=str(tmp_path / "nope.ckpt"))
+        fit_setup(module)
+
+
+def test_weights_are_read_when_fitting_starts_not_at_construction(tmp_path):
+    teacher = tiny_v2(4)
+    module = DeepToShallowDistillation(network=tiny_v2(4), teacher_checkpoint=saved(teacher, tmp_path / "t.pt"))
+    qkv = lambda net: net.backbone.blocks[0].attn.qkv.weight  # noqa: E731
+    assert not torch.equal(qkv(module.teacher), qkv(teacher))
+    module._trainer = SimpleNamespace(datamodule=None)
+    module.setup("test")  # test reads nothing
+    assert not module.has_teacher_weights
+    fit_setup(module)
+    assert module.has_teacher_weights
+    for source in (module.teacher, module.network):  # the student starts as a copy of the teacher
+        assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), teacher.state_dict().values()))
 
 
 # --------------------------------------------------------------------------------- stage 2
 
 
 def test_stage2_student_starts_as_copy_of_teacher(tmp_path):
-    module = stage2_module(tmp_path)
+    module = fit_setup(stage2_module(tmp_path))
     teacher, student = module.teacher.state_dict(), module.network.state_dict()
     assert teacher.keys() == student.keys()
     assert all(torch.equal(teacher[k], student[k]) for k in teacher)
 
 
 def test_stage2_step_with_fading_blocks(tmp_path):
-    module = stage2_module(tmp_path)
+    module = fit_setup(stage2_module(tmp_path))
     LayerDecay(blocks=[0, 2], decay_epochs=4).setup(None, module, "fit")  # freezes the fading blocks
     module.layer_gamma = {0: 0.5, 2: 0.5}
     losses = module.compute_losses(tiny_batch())
@@ -148,9 +172,10 @@ def test_stage2_step_with_fading_blocks(tmp_path):
 @pytest.mark.parametrize("gamma_mode", ["branch", "block"])
 def test_pruned_student_equals_gamma_zero_student(tmp_path, gamma_mode):
     teacher_ckpt = saved(tiny_v2(4, gamma_mode=gamma_mode), tmp_path / "t.pt")
-    module = DeepToShallowDistillation(
-        tiny_v2(4, gamma_mode=gamma_mode), teacher_checkpoint=teacher_ckpt, feature_pairs=FeaturePairs([1, 3], [1, 3])
-    )
+    module = fit_setup(DeepToShallowDistillation(
+        network=tiny_v2(4, gamma_mode=gamma_mode), teacher_checkpoint=teacher_ckpt,
+        feature_pairs=FeaturePairs([1, 3], [1, 3]),
+    ))  # fmt: skip
     module.eval()
     batch = tiny_batch()
     module.layer_gamma = {0: 0.0, 2: 0.0}
@@ -165,27 +190,33 @@ def test_pruned_student_equals_gamma_zero_student(tmp_path, gamma_mode):
     torch.testing.assert_close(pruned.features[0], faded.features[1], rtol=0, atol=1e-5)
 
 
-def test_checkpoint_after_pruning_restores_into_a_fresh_module(tmp_path):
-    module = stage2_module(tmp_path)
+def test_checkpoint_after_pruning_restores_into_a_fresh_module_without_the_teacher_file(tmp_path):
+    module = fit_setup(stage2_module(tmp_path))
     module.prune_blocks([0, 2])
     checkpoint = {"state_dict": {k: v for k, v in module.state_dict().items() if not k.startswith("teacher.")}}
     module.on_save_checkpoint(checkpoint)
-    fresh = stage2_module(tmp_path)
+    (tmp_path / "teacher.pt").unlink()  # evaluation of the checkpoint needs no teacher
+    fresh = DeepToShallowDistillation(
+        network=tiny_v2(4), teacher_checkpoint=str(tmp_path / "teacher.pt"), feature_pairs=FeaturePairs([1, 3], [1, 3])
+    )
     fresh.on_load_checkpoint(checkpoint)
     fresh.load_state_dict(checkpoint["state_dict"], strict=True)
     assert fresh.network.backbone.depth == 2 and fresh.feature_pairs == module.feature_pairs
+    assert fresh.teacher.backbone.depth == 4  # the (unused) teacher keeps its architecture
+    student = {k: v for k, v in module.network.state_dict().items()}
+    assert all(torch.equal(v, student[k]) for k, v in fresh.network.state_dict().items())
 
 
 def test_mlp_reduction_slices_teacher_mlps_and_regenerates_tables(tmp_path):
     teacher = tiny_v2(2, mlp_ratio=4.0)
     student_net = tiny_v2(2, mlp_ratio=1.0, template_size=16, search_size=48, num_bins=BINS)
-    module = DeepToShallowDistillation(
-        student_net,
-        tiny_v2(2, mlp_ratio=4.0, template_size=16, search_size=48),
+    module = fit_setup(DeepToShallowDistillation(
+        network=student_net,
+        teacher=tiny_v2(2, mlp_ratio=4.0, template_size=16, search_size=48),
         teacher_checkpoint=saved(teacher, tmp_path / "t.pt"),
         init_reduce_mlp=True,
         feature_pairs=FeaturePairs([0, 1], [0, 1]),
-    )
+    ))
     hidden = 32
     for tb, sb in zip(teacher.backbone.blocks, module.network.backbone.blocks):
         assert sb.mlp.fc1.weight.shape == (hidden, 32)
@@ -204,7 +235,8 @@ def test_mlp_reduction_slices_teacher_mlps_and_regenerates_tables(tmp_path):
 
 def test_score_stage_trains_only_the_score_head(tmp_path):
     distilled = tiny_v2(2)  # no score head in the checkpoint: it starts at its init
-    module = ScoreHeadTraining(tiny_v2(2, score_head=True), init_checkpoint=saved(distilled, tmp_path / "d.pt"))
+    module = ScoreHeadTraining(network=tiny_v2(2, score_head=True), init_checkpoint=saved(distilled, tmp_path / "d.pt"))
+    fit_setup(module)
     for name, value in distilled.state_dict().items():
         assert torch.equal(module.network.state_dict()[name], value)
     assert {n for n, p in module.network.named_parameters() if p.requires_grad} == {
@@ -219,9 +251,17 @@ def test_score_stage_trains_only_the_score_head(tmp_path):
     assert in_optimizer == {id(p) for p in module.network.score_head.parameters()}
 
 
-def test_score_stage_requires_init_checkpoint():
+def test_score_stage_requires_init_checkpoint_when_fitting_starts():
+    module = ScoreHeadTraining(network=tiny_v2(2, score_head=True))
     with pytest.raises(SetupError, match=r"model\.init_args\.init_checkpoint.*mixformerv2_b\.yaml"):
-        ScoreHeadTraining(tiny_v2(2, score_head=True))
+        fit_setup(module)
+
+
+def test_score_stage_frozen_backbone_keeps_drop_path_in_train_mode():
+    module = ScoreHeadTraining(network=tiny_v2(2, score_head=True, drop_path_rate=0.1))
+    module.train()
+    assert module.network.backbone.training and module.network.backbone.blocks[1].drop_path.training
+    assert not any(p.requires_grad for p in module.network.backbone.parameters())
 
 
 # --------------------------------------------------------------------------------- tracker
@@ -260,24 +300,19 @@ def test_cached_template_tracker_matches_full_forward():
     assert np.ptp(cached[:, 0]) > 0  # the boxes are not all the same
 
 
-# --------------------------------------------------------------------------------- CLI
+@pytest.mark.parametrize("visible", [[True, True], [True, False]])
+def test_score_stage_warns_after_an_epoch_without_negatives(tmp_path, visible):
+    import lightning as L
+    from torch.utils.data import DataLoader
 
-
-def test_fit_without_teacher_checkpoint_fails_with_the_setup_error(monkeypatch):
-    """`lightning fit --config configs/mixformerv2_b.yaml` (tiny via cpu_smoke) stops in the module's __init__.
-
-    jsonargparse wraps errors raised while instantiating the model; the SetupError naming the key is the cause.
-    """
-    from lightning_app.cli import run_lightning_cli
-
-    monkeypatch.chdir(REPO)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))  # LightningCLI reads and run_lightning_cli rewrites it
-    with pytest.raises(Exception) as info:
-        run_lightning_cli(["fit", "--config", "configs/mixformerv2_b.yaml", "--config", "configs/presets/cpu_smoke.yaml"])
-    chain, err = [], info.value
-    while err is not None:
-        chain.append(err)
-        err = err.__cause__ or err.__context__
-    setup = [e for e in chain if isinstance(e, SetupError)]
-    assert setup and "model.init_args.teacher_checkpoint" in str(setup[0])
-    assert "configs/mixformerv2_b_stage1.yaml" in str(setup[0])
+    module = ScoreHeadTraining(network=tiny_v2(2, score_head=True), init_checkpoint=saved(tiny_v2(2), tmp_path / "d.pt"))
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    loader = DataLoader([tiny_batch(visible=visible), tiny_batch(visible=[True, True])], batch_size=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(module, train_dataloaders=loader)
+    warned = any("saw no negative pair" in str(w.message) for w in caught)
+    assert warned == all(visible)

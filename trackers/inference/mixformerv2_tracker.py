@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from trackers.geometry.crops import CropResult, crop_square
+from trackers.inference.crop_config import DEFAULT_CLIP_MARGIN, CropConfig
 from trackers.inference.online import CropTracker
 
 
@@ -29,16 +30,13 @@ def _official_update_intervals() -> dict[str, int]:
 
 
 @dataclass
-class MixFormerTrackerConfig:
+class MixFormerTrackerConfig(CropConfig):
     """Test-time settings; ``search_factors`` / ``update_intervals`` override per benchmark (reader type).
 
     Official B: template 128 @ 2.0, search 288 @ 5.0 everywhere; S: 112 / 224, search factor 4.4 on
-    LaSOT and 4.55 on TrackingNet / GOT-10k, GOT-10k interval 15.
+    LaSOT and 4.55 on TrackingNet / GOT-10k, GOT-10k interval 15. Sizes default to the network's.
     """
 
-    template_size: int = 128
-    template_factor: float = 2.0
-    search_size: int = 288
     search_factor: float = 5.0
     search_factors: dict[str, float] = field(default_factory=dict)
     update_interval: int = 200
@@ -50,16 +48,18 @@ class MixFormerTrackerConfig:
     def build(self, network: nn.Module, benchmark: str | None = None, name: str = "mixformerv2") -> MixFormerTracker:
         """The tracker for ``benchmark`` (None: the defaults)."""
         key = (benchmark or "").lower()
+        template_size, search_size = self.sizes(network)
         return MixFormerTracker(
             network,
-            self.template_size,
+            template_size,
             self.template_factor,
-            self.search_size,
+            search_size,
             self.search_factors.get(key, self.search_factor),
             update_interval=self.update_intervals.get(key, self.update_interval),
             score_threshold=self.score_threshold,
             max_score_decay=self.max_score_decay,
             use_template_cache=self.use_template_cache and hasattr(network, "prepare_templates"),
+            clip_margin=self.clip_margin,
             name=name,
         )
 
@@ -78,9 +78,10 @@ class MixFormerTracker(CropTracker):
         score_threshold: float = 0.5,
         max_score_decay: float = 1.0,
         use_template_cache: bool = True,
+        clip_margin: float = DEFAULT_CLIP_MARGIN,
         name: str = "mixformerv2",
     ) -> None:
-        super().__init__(network, template_size, template_factor, search_size, search_factor, name=name)
+        super().__init__(network, template_size, template_factor, search_size, search_factor, clip_margin, name=name)
         if use_template_cache and not hasattr(network, "prepare_templates"):
             raise ValueError(f"{type(network).__name__} cannot cache templates; set tracker.use_template_cache: false")
         if update_interval < 1:

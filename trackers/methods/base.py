@@ -1,58 +1,125 @@
-"""What every method shares: one-pass evaluation over benchmark sequences in `lightning test`.
+"""What every method shares: the training skeleton and one-pass evaluation in `lightning test`.
 
-Training differs per method; evaluation does not. A method only says how to build its online
-tracker (``build_tracker``); the loop, the per-rank sequence split, the metrics (torchmetrics,
-synced across DDP ranks) and the result files live here once.
+A method implements two things (both abstract): ``compute_losses(batch)`` (a dict of tensors with
+a ``total`` key, what ``training_step`` returns and ``validation_step`` logs) and ``build_tracker()``
+(its online tracker; every TrackingModule has one, so tools need no capability check). The steps,
+their logging, the optimizer (injected callables on the project's parameter
+groups, ``trackers.methods.optim``), the hyper-parameters saved to checkpoints, the OPE loop, the
+per-rank sequence split, the metrics (torchmetrics, synced across DDP ranks) and the result files
+live here once.
+
+Timing of initial weights (every method): weights that come from files (MAE, an init checkpoint,
+the teacher) are read in ``setup("fit")``, after the CLI checked the data and before Lightning
+restores a ``--ckpt_path`` (which then takes precedence); never in ``__init__``, so `lightning test`
+/ `validate` of a trained checkpoint need none of those files.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
-from torch import nn
+from torch import Tensor, nn
 
 from trackers.evaluation.protocols import benchmark_key, export_official_results, metrics_for
 from trackers.evaluation.result_files import read_raw_results, write_raw_results
+from trackers.freezing import freeze_parameters
 from trackers.inference.online import OnlineTracker
 from trackers.inference.ope import SequenceRun, run_sequence
+from trackers.methods.optim import ParamGroups, build_optimizer
+from trackers.nn.vit import OneStreamViT
+from trackers.types import TrackingBatch
 
 METRICS_FILE = "metrics.json"  # the test scores, next to the raw results
 
+NETWORK_ARGS = ("network", "teacher")  # saved as weights, not as hyper-parameters
+EVALUATION_ARGS = ("results_dir", "resume_results", "tracker_name", "tracker")  # test-time only
+INJECTED_CALLABLE_ARGS = ("optimizer", "lr_scheduler")
 
-class TrackingModule(L.LightningModule):
-    """Base LightningModule: OPE in ``test_step``, one sequence per step.
+
+class TrackingModule(L.LightningModule, ABC):
+    """Base LightningModule: the shared training steps and OPE in ``test_step``, one sequence per step.
 
     Args:
+        optimizer: builds the optimizer from the parameter groups (LightningCLI ``OptimizerCallable``).
+        lr_scheduler: builds the LR schedule from the optimizer, stepped per epoch.
+        param_groups: the backbone's LR multiplier and how its parameters are named.
         results_dir: where raw results go (``<results_dir>/<benchmark>/<tracker>/<seq>.txt``);
             default ``<trainer.default_root_dir>/results``.
         resume_results: reuse finished sequences' result files instead of tracking them again.
         tracker_name: the folder name of this tracker's results.
     """
 
-    def __init__(self, results_dir: str | None = None, resume_results: bool = True, tracker_name: str | None = None):
+    network: nn.Module  # what the optimizer trains and the tracker runs (a teacher stays outside it)
+
+    def __init__(
+        self,
+        *,
+        # Lambdas on purpose: jsonargparse reads them as class_path + init_args (see trackers.methods.optim).
+        optimizer: OptimizerCallable = lambda params: torch.optim.AdamW(params, lr=4e-4, weight_decay=1e-4),
+        lr_scheduler: LRSchedulerCallable = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=240, gamma=0.1),
+        param_groups: ParamGroups = ParamGroups(),
+        results_dir: str | None = None,
+        resume_results: bool = True,
+        tracker_name: str | None = None,
+    ) -> None:
         super().__init__()
+        self._save_training_hyperparameters()
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.param_groups = param_groups
         self.results_dir = results_dir
         self.resume_results = resume_results
         self.tracker_name = tracker_name
         self.test_metrics = nn.ModuleDict()
 
-    EVALUATION_ARGS = ("tracker", "results_dir", "resume_results", "tracker_name")  # test-time only
-
-    def save_training_hyperparameters(self, *ignore: str) -> None:
-        """``save_hyperparameters`` without the networks and the test-time arguments.
+    def _save_training_hyperparameters(self) -> None:
+        """Every constructor argument of the class hierarchy (Lightning collects them from the
+        ``__init__`` frames) except the networks and the test-time arguments.
 
         LightningCLI re-applies a checkpoint's hyper-parameters over the command line when
         ``--ckpt_path`` is given; test-time settings (search factor, result folder, tracker name)
-        must stay what the user asks for at test time.
+        must stay what the user asks for at test time. Under the CLI the injected optimizer and
+        schedule are saved as their config (``class_path`` + ``init_args``); built from Python
+        they are bare callables, which a checkpoint cannot carry, so they are left out.
         """
-        frame = inspect.currentframe().f_back  # the subclass __init__ whose arguments are saved
-        self.save_hyperparameters(ignore=[*ignore, *self.EVALUATION_ARGS], frame=frame)
+        self.save_hyperparameters(ignore=[*NETWORK_ARGS, *EVALUATION_ARGS])
+        for key in INJECTED_CALLABLE_ARGS:
+            if callable(self.hparams.get(key)):
+                del self._hparams[key]
+                del self._hparams_initial[key]
+
+    # ------------------------------------------------------------------ training
+    @abstractmethod
+    def compute_losses(self, batch: TrackingBatch) -> dict[str, Tensor]:
+        """The method's losses on a batch: ``total`` is optimised; every entry is logged."""
+
+    def _log_losses(self, losses: dict[str, Tensor], batch: TrackingBatch, split: str) -> None:
+        batch_size = batch["search"].shape[0]
+        logged = {f"{split}/{k}": v for k, v in losses.items()}
+        if split == "train":
+            self.log_dict(logged, prog_bar=True, batch_size=batch_size)
+        else:
+            self.log_dict(logged, sync_dist=True, batch_size=batch_size)
+
+    def training_step(self, batch: TrackingBatch, batch_idx: int) -> Tensor:
+        losses = self.compute_losses(batch)
+        self._log_losses(losses, batch, "train")
+        return losses["total"]
+
+    def validation_step(self, batch: TrackingBatch, batch_idx: int) -> None:
+        self._log_losses(self.compute_losses(batch), batch, "val")
+
+    def configure_optimizers(self) -> dict:
+        """The injected optimizer and schedule over ``self.network``'s trainable parameters only."""
+        return build_optimizer(self.network, self.optimizer, self.lr_scheduler, self.param_groups)
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -60,18 +127,15 @@ class TrackingModule(L.LightningModule):
 
     def freeze_unused_parameters(self) -> None:
         """Freeze every backbone's dead parameters before DDP wraps the module (see OneStreamViT)."""
-        from trackers.nn.vit import OneStreamViT
-
         for module in self.modules():
             if isinstance(module, OneStreamViT):
-                for param in module.unused_parameters():
-                    param.requires_grad_(False)
-
-    def build_tracker(self) -> OnlineTracker:
-        """The online tracker this method evaluates."""
-        raise NotImplementedError
+                freeze_parameters(module.unused_parameters())
 
     # ------------------------------------------------------------------ evaluation
+    @abstractmethod
+    def build_tracker(self) -> OnlineTracker:
+        """The online tracker this method evaluates (every TrackingModule has one)."""
+
     def _result_dir(self, benchmark: str, tracker: OnlineTracker) -> Path:
         root = Path(self.results_dir) if self.results_dir else Path(self.trainer.default_root_dir) / "results"
         return root / benchmark / (self.tracker_name or tracker.name)
@@ -81,6 +145,10 @@ class TrackingModule(L.LightningModule):
         if spec is None:
             return "lasot"
         return benchmark_key(spec.type, spec.split, spec.root)
+
+    def benchmark_under_test(self) -> str | None:
+        """The benchmark key of the attached trainer's test set (None outside a Trainer)."""
+        return self._benchmark() if self._trainer is not None else None
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics = nn.ModuleDict(metrics_for(self._benchmark())).to(self.device)

@@ -1,10 +1,12 @@
 """What every distillation method shares: a trainable student and a frozen teacher read from a checkpoint.
 
 The student is ``self.network`` (the deployable network, saved under ``network.``), the teacher
-``self.teacher``. The teacher is loaded in ``__init__`` (a missing checkpoint stops the run at
-once, naming the config key and the stage that produces it), frozen (``callbacks.teacher_freeze``),
-run under ``no_grad``, kept out of the optimizer, and by default left out of checkpoints
-(``TeacherFreeze``); it is re-read from its own checkpoint when a run resumes.
+``self.teacher``. The teacher's weights are read when fitting starts (``setup("fit")``; a missing
+checkpoint stops the run there with one line naming the config key and the stage that produces
+it), never at construction: `lightning test` / `validate` of a distilled checkpoint need no
+teacher file. The teacher is frozen by ``TeacherFreeze`` (which the module returns from
+``configure_callbacks``, mode and checkpoint policy from ``teacher_mode`` / ``save_teacher``), run
+under ``no_grad``, kept out of the optimizer, and by default left out of checkpoints.
 
 Feature mimicking: ``FeaturePairs`` names which student block output imitates which teacher block
 output; both networks return those features on request and ``feature_loss`` compares them.
@@ -12,23 +14,28 @@ output; both networks return those features on request and ``feature_loss`` comp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from callbacks.teacher_freeze import freeze_module
 from trackers.errors import MissingFileError, SetupError
+from trackers.freezing import FreezeMode
 from trackers.methods.base import TrackingModule
-from trackers.methods.optim import OptimizerConfig, build_optimizer
+from trackers.methods.teacher_freeze import TeacherFreeze
 from trackers.models.checkpoints import load_checkpoint
 from trackers.nn.losses import feature_mimic_loss
-from trackers.types import TrackerOutput
+from trackers.types import TrackerOutput, TrackingBatch
 
-TEACHER_PREFIX = "teacher."
+FamilyForward = Callable[..., TrackerOutput]  # (network, batch, **kwargs), e.g. center_forward, mixformer_forward
+
+TEACHER_ATTRIBUTE = "teacher"
+TEACHER_PREFIX = f"{TEACHER_ATTRIBUTE}."
 TEACHER_CHECKPOINT_KEY = "model.init_args.teacher_checkpoint"
 
 
@@ -73,58 +80,94 @@ class FeaturePairs:
 class DistillationModule(TrackingModule):
     """Base of the distillation methods: student ``network``, frozen ``teacher``, optimizer over the student only.
 
-    Subclasses implement ``training_step`` (via ``compute_losses``), ``build_tracker`` and, when the
-    teacher's checkpoints need converting, ``load_teacher``.
+    Subclasses implement ``compute_losses``, ``build_tracker`` and, when the teacher's checkpoints
+    need converting, ``load_teacher``.
 
     Args:
         network: the student.
         teacher: the teacher network (architecture); its weights come from ``teacher_checkpoint``.
-        teacher_checkpoint: official ``.pth.tar`` or Lightning ``.ckpt`` of the teacher (required).
+        teacher_checkpoint: official ``.pth.tar`` or Lightning ``.ckpt`` of the teacher (required to fit).
         teacher_stage: how the teacher checkpoint is produced (for the error when it is missing).
         feature_pairs: student/teacher block pairs for feature mimicking (empty: none).
-        optimizer: AdamW + step decay of the student's parameters.
+        teacher_mode: ``eval`` pins the frozen teacher in eval mode; ``train`` lets it run in train
+            mode like the official CompressTracker teacher (DropPath active).
+        save_teacher: also write the teacher's weights into checkpoints.
+        Further keyword arguments: ``TrackingModule``'s (optimizer, schedule, result folders).
     """
 
     def __init__(
         self,
+        *,
         network: nn.Module,
         teacher: nn.Module,
-        teacher_checkpoint: str | None,
         teacher_stage: str,
+        teacher_checkpoint: str | None = None,
         feature_pairs: FeaturePairs = FeaturePairs(),
-        optimizer: OptimizerConfig = OptimizerConfig(),
-        results_dir: str | None = None,
-        resume_results: bool = True,
-        tracker_name: str | None = None,
+        teacher_mode: FreezeMode = "eval",
+        save_teacher: bool = False,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(results_dir=results_dir, resume_results=resume_results, tracker_name=tracker_name)
-        self.teacher_checkpoint = require_checkpoint(teacher_checkpoint, TEACHER_CHECKPOINT_KEY, teacher_stage)
+        super().__init__(**kwargs)
         self.network = network
         self.teacher = teacher
+        self.teacher_checkpoint = teacher_checkpoint
+        self.teacher_stage = teacher_stage
         self.feature_pairs = FeaturePairs(list(feature_pairs.student), list(feature_pairs.teacher))
-        self.optimizer_config = optimizer
-        self.load_teacher(self.teacher_checkpoint)
-        freeze_module(self.teacher)
+        self.has_teacher_weights = False  # the teacher-side losses need them (read at fit start or from a checkpoint)
+        self.teacher_mode: FreezeMode = teacher_mode
+        self.save_teacher = save_teacher
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The teacher's freezing, which this method always needs. Lightning replaces a ``TeacherFreeze``
+        listed in ``trainer.callbacks`` with this one, so a listed one must not ask for something else."""
+        own = TeacherFreeze(attributes=(TEACHER_ATTRIBUTE,), save_teacher=self.save_teacher, mode=self.teacher_mode)
+        settings = lambda cb: (cb.attributes, cb.save_teacher, cb.mode)  # noqa: E731
+        for listed in self.trainer.callbacks if self._trainer is not None else ():
+            if isinstance(listed, TeacherFreeze) and settings(listed) != settings(own):
+                raise SetupError(
+                    f"trainer.callbacks TeacherFreeze {settings(listed)} differs from the method's {settings(own)}; "
+                    f"drop it from the callbacks and set model.init_args.save_teacher / teacher_mode instead"
+                )
+        return [own]
+
+    def setup(self, stage: str) -> None:
+        """The teacher's weights: required when fitting starts (before a ``--ckpt_path`` restore); read
+        for `validate` when the file is there; never needed by `test` (only the student tracks)."""
+        super().setup(stage)
+        if stage == "fit":
+            path = require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage)
+            self._load_teacher_weights(path)
+        elif stage == "validate" and self.teacher_checkpoint and Path(self.teacher_checkpoint).is_file():
+            self._load_teacher_weights(self.teacher_checkpoint)
+        elif stage == "validate":
+            rank_zero_warn(
+                f"{TEACHER_CHECKPOINT_KEY} is not available: validation reports the student's ground-truth "
+                f"losses only (unless the checkpoint holds the teacher)"
+            )
+
+    def _load_teacher_weights(self, path: str) -> None:
+        self.load_teacher(path)
+        self.has_teacher_weights = True
 
     def load_teacher(self, path: str) -> None:
         """Strict load of the teacher (suite names); families with official names override this."""
         load_checkpoint(self.teacher, path)
 
     @torch.no_grad()
-    def teacher_forward(self, *args: Any, **kwargs: Any) -> TrackerOutput:
-        """The teacher's output, without a graph (the teacher never learns)."""
-        return self.teacher(*args, **kwargs)
+    def teacher_forward(self, family_forward: FamilyForward, batch: TrackingBatch, **kwargs: Any) -> TrackerOutput:
+        """The teacher's output on ``batch`` through its family's batch call, without a graph (it never learns)."""
+        return family_forward(self.teacher, batch, **kwargs)
 
     def feature_loss(self, student: TrackerOutput, teacher: TrackerOutput) -> Tensor:
         """Feature mimicking over ``feature_pairs`` (both outputs must carry those block features)."""
         pairs = self.feature_pairs
         return feature_mimic_loss([student.features[i] for i in pairs.student], [teacher.features[j] for j in pairs.teacher])
 
-    def configure_optimizers(self) -> dict:
-        return build_optimizer(self.network, self.optimizer_config)
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints usually leave the teacher out (``TeacherFreeze``): keep the one read at construction."""
+        """Checkpoints usually leave the teacher out: keep this module's teacher (read at fit start when
+        resuming, at `validate` when its file is there; `test` runs only the student)."""
         state = checkpoint["state_dict"]
-        if not any(k.startswith(TEACHER_PREFIX) for k in state):
+        if any(k.startswith(TEACHER_PREFIX) for k in state):
+            self.has_teacher_weights = True  # saved with ``save_teacher``
+        else:
             state.update(self.teacher.state_dict(prefix=TEACHER_PREFIX))

@@ -29,6 +29,7 @@ mean-then-MLP -> ``network.init_args.score_reduction``.
 from __future__ import annotations
 
 import copy
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,20 +37,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor, nn
+from torch import Tensor
 
 from trackers.errors import SetupError
+from trackers.freezing import freeze
 from trackers.inference.mixformerv2_tracker import MixFormerTracker, MixFormerTrackerConfig
 from trackers.methods.base import TrackingModule
-from trackers.methods.distillation import DistillationModule, FeaturePairs, require_checkpoint
-from trackers.methods.mixvit import (
+from trackers.methods.distillation import TEACHER_CHECKPOINT_KEY, DistillationModule, require_checkpoint
+from trackers.methods.mixformer_family import (
     BoxLossWeights,
+    box_losses,
     build_mixformer_tracker,
     check_template_number,
-    mixformer_templates,
-    weighted_box_losses,
+    corner_side_distributions,
+    mixformer_forward,
+    side_distributions,
 )
-from trackers.methods.optim import OptimizerConfig, build_optimizer
 from trackers.models.checkpoints import load_checkpoint, load_strict, read_checkpoint
 from trackers.models.mixformerv2 import (
     MixFormerV2,
@@ -59,13 +62,13 @@ from trackers.models.mixformerv2 import (
     refresh_position_tables,
 )
 from trackers.models.mixvit import MixViT
-from trackers.nn.heads.corner import corner_marginals
-from trackers.nn.heads.distribution import SIDES
 from trackers.nn.losses import box_regression_losses, distribution_kl_loss
 from trackers.nn.pretrained import load_mae_into, load_vit_state_into
 from trackers.types import TrackerOutput, TrackingBatch
 
-SCORE_HEAD_PREFIX = "score_head."
+SCORE_HEAD_ATTRIBUTE = "score_head"
+SCORE_HEAD_PREFIX = f"{SCORE_HEAD_ATTRIBUTE}."
+PRUNED_BLOCKS_KEY = "pruned_blocks"  # in checkpoints: the blocks a depth-pruning run removed
 INIT_CHECKPOINT_KEY = "model.init_args.init_checkpoint"
 TEACHER_BACKBONE = "teacher"  # ``pretrained`` value: start the stage-1 student from the teacher's backbone
 
@@ -128,69 +131,57 @@ def _reject_pretrained(pretrained: str | None, why: str) -> None:
         raise SetupError(f"model.init_args.pretrained must be null for this stage: {why}")
 
 
-def side_distributions(out: TrackerOutput) -> Tensor:
-    """The four per-side distributions (probabilities or logits) of an output, stacked (B, 4, F) in l, r, t, b order."""
-    return torch.stack([out.aux[f"prob_{side}"] for side in SIDES], dim=1)
-
-
 # ---------------------------------------------------------------------------------------------
 # Stages 1 and 2: what they share
 # ---------------------------------------------------------------------------------------------
 
 
 class _MixFormerV2Distillation(DistillationModule):
-    """Student MixFormerV2 vs frozen teacher on the same crops: box losses, side-distribution KL, feature MSE."""
+    """Student MixFormerV2 vs frozen teacher on the same crops: box losses, side-distribution KL, feature MSE.
+
+    Further keyword arguments: ``DistillationModule``'s (teacher checkpoint, feature pairs, teacher
+    mode) and ``TrackingModule``'s (optimizer, schedule, result folders).
+    """
 
     def __init__(
         self,
+        *,
         network: MixFormerV2,
-        teacher: nn.Module,
-        teacher_checkpoint: str | None,
-        teacher_stage: str,
-        feature_pairs: FeaturePairs,
         loss_weights: DistillLossWeights,
-        optimizer: OptimizerConfig,
         tracker: MixFormerTrackerConfig,
-        results_dir: str | None,
-        resume_results: bool,
-        tracker_name: str | None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            network, teacher, teacher_checkpoint, teacher_stage, feature_pairs, optimizer,
-            results_dir=results_dir, resume_results=resume_results, tracker_name=tracker_name,
-        )  # fmt: skip
+        super().__init__(network=network, **kwargs)
         self.loss_weights = loss_weights
         self.tracker_config = tracker
         self.layer_gamma: dict[int, float] = {}  # written by LayerDecay
 
+    @abstractmethod
     def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
         """(B, 4, F) teacher probabilities over the student's bins, sides in l, r, t, b order."""
-        raise NotImplementedError
 
     @property
     def mimics_features(self) -> bool:
         return bool(self.feature_pairs) and self.loss_weights.feature > 0
 
     def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage in ("fit", "validate"):
+        if stage in ("fit", "validate"):  # before any weights are read
             check_template_number(self.trainer)
+        super().setup(stage)
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
         """The student's output with raw bin logits (and the mimicked block features)."""
         features = self.feature_pairs.student if self.mimics_features else ()
-        return self.network(
-            mixformer_templates(batch), None, batch["search"], softmax=False, return_features=features, gamma=self.layer_gamma
-        )
+        return mixformer_forward(self.network, batch, softmax=False, return_features=features, gamma=self.layer_gamma)
 
     def compute_losses(self, batch: TrackingBatch) -> dict[str, Tensor]:
         student = self(batch)
+        if not self.has_teacher_weights:  # `validate` without the teacher file: ground-truth losses only
+            return box_losses(student, batch, self.loss_weights)
         features = self.feature_pairs.teacher if self.mimics_features else ()
-        teacher = self.teacher_forward(
-            mixformer_templates(batch), None, batch["search"], softmax=True, return_features=features
-        )
+        teacher = self.teacher_forward(mixformer_forward, batch, softmax=True, return_features=features)
         w = self.loss_weights
-        losses = weighted_box_losses(student, batch, w)
+        losses = box_losses(student, batch, w)
         losses["logit"] = distribution_kl_loss(side_distributions(student), self.teacher_side_probs(teacher))
         losses["total"] = losses["total"] + w.logit * losses["logit"]
         if self.mimics_features:
@@ -199,17 +190,8 @@ class _MixFormerV2Distillation(DistillationModule):
         losses["teacher_iou"] = box_regression_losses(teacher.boxes, batch["search_box"])["iou"]
         return losses
 
-    def training_step(self, batch: TrackingBatch, batch_idx: int) -> Tensor:
-        losses = self.compute_losses(batch)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=batch["search"].shape[0])
-        return losses["total"]
-
-    def validation_step(self, batch: TrackingBatch, batch_idx: int) -> None:
-        losses = self.compute_losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=batch["search"].shape[0])
-
     def build_tracker(self) -> MixFormerTracker:
-        return build_mixformer_tracker(self, self.network, self.tracker_config)
+        return build_mixformer_tracker(self.network, self.tracker_config, self.benchmark_under_test())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,40 +204,37 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
 
     Args:
         network: 12-layer MixFormerV2 without score head, ``num_bins`` = the teacher's map side.
-        teacher: MixViT (pyramidal corner head); weights from ``teacher_checkpoint``.
+        teacher: MixViT (pyramidal corner head); weights from ``teacher_checkpoint`` when fitting starts.
         pretrained: student backbone initialisation: ``mae`` or an MAE file (official), ``teacher``
             (the teacher's backbone: a stand-in for MAE where no weights can be had, e.g. the
             offline miniature reproduction; the teacher must have the student's width), None: random.
+        Further keyword arguments: ``DistillationModule``'s and ``TrackingModule``'s.
     """
 
     def __init__(
         self,
+        *,
         network: MixFormerV2,
         teacher: MixViT,
-        teacher_checkpoint: str | None = None,
         teacher_stage: str = "of a MixViT teacher, produced by `lightning fit --config configs/mixvit_b.yaml`",
         pretrained: str | None = None,
         loss_weights: DistillLossWeights = DistillLossWeights(feature=0.0),
-        optimizer: OptimizerConfig = OptimizerConfig(),
         tracker: MixFormerTrackerConfig = MixFormerTrackerConfig(),
-        results_dir: str | None = None,
-        resume_results: bool = True,
-        tracker_name: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            network, teacher, teacher_checkpoint, teacher_stage, FeaturePairs(), loss_weights, optimizer, tracker,
-            results_dir, resume_results, tracker_name,
-        )  # fmt: skip
-        self.save_training_hyperparameters("network", "teacher")
         if teacher.feat_size != network.num_bins:
             raise SetupError(
                 f"model.init_args.network.init_args.num_bins is {network.num_bins} but the teacher's corner maps are "
                 f"{teacher.feat_size} wide; the student needs one bin per teacher row/column"
             )
+        super().__init__(
+            network=network, teacher=teacher, teacher_stage=teacher_stage, loss_weights=loss_weights, tracker=tracker,
+            **kwargs,
+        )  # fmt: skip
         self.pretrained = pretrained
 
     def setup(self, stage: str) -> None:
-        super().setup(stage)
+        super().setup(stage)  # the teacher first: ``pretrained: teacher`` copies its backbone
         if stage == "fit" and self.pretrained == TEACHER_BACKBONE:  # before a --ckpt_path restore
             load_vit_state_into(self.network.backbone, self.teacher.backbone.state_dict(), "the teacher's backbone")
         elif stage == "fit" and self.pretrained:
@@ -265,8 +244,7 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
         load_checkpoint(self.teacher, path, family="mixvit")
 
     def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
-        marginals = corner_marginals(teacher.aux["prob_tl"], teacher.aux["prob_br"])
-        return torch.stack([marginals[f"prob_{side}"] for side in SIDES], dim=1)
+        return corner_side_distributions(teacher)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,21 +257,23 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
 
     Args:
         network: the student architecture before pruning (e.g. 12 layers for 12 -> 8).
-        teacher: the teacher architecture; None = the student's (a deep copy made before loading).
-        teacher_checkpoint: the teacher's weights (stage 1, or the intermediate teacher).
-        init_checkpoint: the student's initial weights; None = the teacher checkpoint.
+        teacher: the teacher architecture; None = the student's (a deep copy of the architecture).
+        teacher_checkpoint (via ``DistillationModule``): the teacher's weights (stage 1, or the
+            intermediate teacher), read when fitting starts.
+        init_checkpoint: the student's initial weights, read when fitting starts; None = the teacher checkpoint.
         init_prune_blocks: blocks of ``init_checkpoint`` to drop and renumber (official 2b from a 2a run).
         init_reduce_mlp: initialise smaller student MLPs as leading slices of the checkpoint's.
         pretrained: must be null (accepted so that presets such as cpu_smoke can set it for every method).
-        feature_pairs: student/teacher blocks for feature mimicking, in the student's numbering
-            before pruning (renumbered when ``LayerDecay`` removes blocks).
+        feature_pairs (via ``DistillationModule``): student/teacher blocks for feature mimicking, in
+            the student's numbering before pruning (renumbered when ``LayerDecay`` removes blocks).
+        Further keyword arguments: ``DistillationModule``'s and ``TrackingModule``'s.
     """
 
     def __init__(
         self,
+        *,
         network: MixFormerV2,
         teacher: MixFormerV2 | None = None,
-        teacher_checkpoint: str | None = None,
         teacher_stage: str = (
             "of the 12-layer MixFormerV2, produced by `lightning fit --config configs/mixformerv2_b_stage1.yaml`"
         ),
@@ -301,31 +281,36 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
         init_prune_blocks: Sequence[int] = (),
         init_reduce_mlp: bool = False,
         pretrained: str | None = None,
-        feature_pairs: FeaturePairs = FeaturePairs(),
         loss_weights: DistillLossWeights = DistillLossWeights(),
-        optimizer: OptimizerConfig = OptimizerConfig(),
         tracker: MixFormerTrackerConfig = MixFormerTrackerConfig(),
-        results_dir: str | None = None,
-        resume_results: bool = True,
-        tracker_name: str | None = None,
+        **kwargs: Any,
     ) -> None:
         _reject_pretrained(pretrained, "the student starts from init_checkpoint (default: the teacher's)")
         teacher = copy.deepcopy(network) if teacher is None else teacher
-        super().__init__(
-            network, teacher, teacher_checkpoint, teacher_stage, feature_pairs, loss_weights, optimizer, tracker,
-            results_dir, resume_results, tracker_name,
-        )  # fmt: skip
-        self.save_training_hyperparameters("network", "teacher")
         if teacher.num_bins != network.num_bins:
             raise SetupError(
                 f"student num_bins {network.num_bins} != teacher num_bins {teacher.num_bins}: the logit KL compares "
                 f"bin by bin; set model.init_args.network.init_args.num_bins to the teacher's"
             )
-        init = require_checkpoint(init_checkpoint, INIT_CHECKPOINT_KEY, "of the student") if init_checkpoint else None
-        load_mixformerv2_weights(
-            self.network, init or self.teacher_checkpoint, prune_blocks=init_prune_blocks, reduce_mlp=init_reduce_mlp
-        )
+        super().__init__(
+            network=network, teacher=teacher, teacher_stage=teacher_stage, loss_weights=loss_weights, tracker=tracker,
+            **kwargs,
+        )  # fmt: skip
+        self.init_checkpoint = init_checkpoint
+        self.init_prune_blocks = tuple(init_prune_blocks)
+        self.init_reduce_mlp = init_reduce_mlp
         self.pruned_blocks: tuple[int, ...] = ()
+
+    def setup(self, stage: str) -> None:
+        """Teacher, then the student's initial weights (default: the teacher's), before a ``--ckpt_path`` restore."""
+        super().setup(stage)
+        if stage != "fit":
+            return
+        if self.init_checkpoint:
+            path = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, "of the student")
+        else:
+            path = require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage)
+        load_mixformerv2_weights(self.network, path, prune_blocks=self.init_prune_blocks, reduce_mlp=self.init_reduce_mlp)
 
     def load_teacher(self, path: str) -> None:
         load_mixformerv2_weights(self.teacher, path)
@@ -349,12 +334,12 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
         self.layer_gamma = {}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pruned_blocks"] = list(self.pruned_blocks)
+        checkpoint[PRUNED_BLOCKS_KEY] = list(self.pruned_blocks)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint written after pruning holds the shallower student: prune this one the same way first."""
         super().on_load_checkpoint(checkpoint)
-        pruned = checkpoint.get("pruned_blocks") or []
+        pruned = checkpoint.get(PRUNED_BLOCKS_KEY) or []
         if pruned and not self.pruned_blocks:
             self.prune_blocks(pruned)
 
@@ -368,51 +353,56 @@ class ScoreHeadTraining(TrackingModule):
     """Trains only the score head on positive and negative search crops (BCE on ``search_visible``).
 
     The data module must deliver negatives: pairs whose search crop does not show the target,
-    marked ``search_visible = False`` (official: half the samples, spec §5).
+    marked ``search_visible = False`` (official: half the samples, spec §5). Everything but the score
+    head is frozen in train mode (its DropPath stays active, as in the official run).
 
     Args:
         network: the deployable MixFormerV2 with ``score_head: true``.
-        init_checkpoint: the distilled network (stage 2 / S chain, or an official ``.pth.tar``).
+        init_checkpoint: the distilled network (stage 2 / S chain, or an official ``.pth.tar``), read
+            when fitting starts (required then).
+        init_stage: how ``init_checkpoint`` is produced (for the error when it is missing).
         init_prune_blocks: blocks of ``init_checkpoint`` to drop (a pruning run that kept its faded blocks).
         pretrained: must be null (accepted so that presets such as cpu_smoke can set it for every method).
+        Further keyword arguments: ``TrackingModule``'s (optimizer, schedule, result folders).
     """
 
     def __init__(
         self,
+        *,
         network: MixFormerV2,
         init_checkpoint: str | None = None,
         init_stage: str = "of the distilled MixFormerV2, produced by `lightning fit --config configs/mixformerv2_b.yaml`",
         init_prune_blocks: Sequence[int] = (),
         pretrained: str | None = None,
         loss_weights: ScoreLossWeights = ScoreLossWeights(),
-        optimizer: OptimizerConfig = OptimizerConfig(),
         tracker: MixFormerTrackerConfig = MixFormerTrackerConfig(),
-        results_dir: str | None = None,
-        resume_results: bool = True,
-        tracker_name: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(results_dir=results_dir, resume_results=resume_results, tracker_name=tracker_name)
         _reject_pretrained(pretrained, "the network starts from init_checkpoint")
-        path = require_checkpoint(init_checkpoint, INIT_CHECKPOINT_KEY, init_stage)
         if not network.has_score_head:
             raise SetupError("model.init_args.network.init_args.score_head must be true for score-head training")
-        self.save_training_hyperparameters("network")
+        super().__init__(**kwargs)
         self.network = network
         self.loss_weights = loss_weights
-        self.optimizer_config = optimizer
         self.tracker_config = tracker
-        load_mixformerv2_weights(self.network, path, prune_blocks=init_prune_blocks)
-        for name, param in self.network.named_parameters():
-            param.requires_grad_(name.startswith(SCORE_HEAD_PREFIX))
+        self.init_checkpoint = init_checkpoint
+        self.init_stage = init_stage
+        self.init_prune_blocks = tuple(init_prune_blocks)
+        for name, child in self.network.named_children():
+            if name != SCORE_HEAD_ATTRIBUTE:
+                freeze(child, mode="train")
         self._negatives = torch.zeros((), dtype=torch.long)
 
     def setup(self, stage: str) -> None:
-        super().setup(stage)
         if stage in ("fit", "validate"):
             check_template_number(self.trainer)
+        super().setup(stage)
+        if stage == "fit":  # before a --ckpt_path restore
+            path = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, self.init_stage)
+            load_mixformerv2_weights(self.network, path, prune_blocks=self.init_prune_blocks)
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
-        return self.network(mixformer_templates(batch), None, batch["search"], softmax=True, run_score_head=True)
+        return mixformer_forward(self.network, batch, softmax=True, run_score_head=True)
 
     def compute_losses(self, batch: TrackingBatch) -> dict[str, Tensor]:
         score = self(batch).score
@@ -421,11 +411,9 @@ class ScoreHeadTraining(TrackingModule):
         accuracy = ((score > 0) == batch["search_visible"]).to(score.dtype).mean()
         return {"score": bce, "total": self.loss_weights.score * bce, "accuracy": accuracy.detach()}
 
-    def training_step(self, batch: TrackingBatch, batch_idx: int) -> Tensor:
+    def on_train_batch_start(self, batch: TrackingBatch, batch_idx: int) -> None:
+        """Count the negative pairs of the epoch (warned about at its end when there are none)."""
         self._negatives = self._negatives.to(batch["search_visible"].device) + (~batch["search_visible"]).sum()
-        losses = self.compute_losses(batch)
-        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=batch["search"].shape[0])
-        return losses["total"]
 
     def on_train_epoch_end(self) -> None:
         if int(self._negatives) == 0:
@@ -435,12 +423,5 @@ class ScoreHeadTraining(TrackingModule):
             )
         self._negatives = torch.zeros((), dtype=torch.long)
 
-    def validation_step(self, batch: TrackingBatch, batch_idx: int) -> None:
-        losses = self.compute_losses(batch)
-        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=batch["search"].shape[0])
-
-    def configure_optimizers(self) -> dict:
-        return build_optimizer(self.network, self.optimizer_config)
-
     def build_tracker(self) -> MixFormerTracker:
-        return build_mixformer_tracker(self, self.network, self.tracker_config)
+        return build_mixformer_tracker(self.network, self.tracker_config, self.benchmark_under_test())
