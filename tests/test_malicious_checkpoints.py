@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from trackers.errors import BadFileError, MissingFileError
-from trackers.models.checkpoints import load_checkpoint, read_checkpoint
+from trackers.models.checkpoints import load_weights, read_checkpoint
 from trackers.safe_unpickling import InertObject, check_ckpt_path, load_checkpoint_data
 from trackers.nn.pretrained import read_mae_state_dict
 
@@ -107,7 +107,7 @@ def test_read_checkpoint_refuses_code_in_every_container(tmp_path: Path, shape: 
 
 
 def test_mae_and_init_loaders_refuse_code(tmp_path: Path) -> None:
-    """`pretrained:` (MAE) and the init / teacher loader (`load_checkpoint`) read through the same reader."""
+    """`pretrained:` (MAE) and the init / teacher loader (`load_weights`) read through the same reader."""
     marker = tmp_path / "MARKER"
     mae = tmp_path / "mae.pth"
     torch.save({"model": _state(), "args": payloads(marker)["os.system"][0]}, mae)
@@ -116,7 +116,7 @@ def test_mae_and_init_loaders_refuse_code(tmp_path: Path) -> None:
     assert_one_line_refusal(str(err.value), mae)
     teacher = write_checkpoint(tmp_path / "teacher.pth.tar", "official", payloads(marker)["exec"][0])
     with pytest.raises(BadFileError):
-        load_checkpoint(nn.Linear(2, 2), teacher)
+        load_weights(nn.Linear(2, 2), teacher)
     assert not marker.exists()
 
 
@@ -171,7 +171,7 @@ def test_official_file_with_settings_objects_loads_as_inert_data(tmp_path: Path,
     assert content["cfg"].inert_items == {"TRAIN": {"EPOCH": 300}} and content["epoch"] == 300
     dst = nn.Linear(2, 2)
     with pytest.warns(UserWarning):
-        load_checkpoint(dst, path)
+        load_weights(dst, path)
     torch.testing.assert_close(dst.weight, src.weight)
     assert "lib.config.settings" not in sys.modules
     assert not any(trace.exists() for trace in traces)

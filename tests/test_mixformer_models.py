@@ -11,12 +11,8 @@ import torch
 from conftest import fixtures_root
 from parity_harness import OFFICIAL_CONFIGS, PARITY_FAMILIES, forward_kwargs, official_config
 from trackers.models.checkpoints import load_strict
-from trackers.models.mixformerv2 import (
-    MixFormerV2,
-    prune_blocks_state_dict,
-    reduce_mlp_state_dict,
-    refresh_position_tables,
-)
+from trackers.models.mixformerv2 import MixFormerV2, refresh_position_tables
+from trackers.models.surgery import prune_blocks_state_dict, reduce_mlp_state_dict
 from trackers.models.mixvit import MixViT, convert_official_state_dict as convert_mixvit
 from trackers.nn.heads.corner import corner_marginals
 from trackers.nn.heads.score import ScoreHead

@@ -28,7 +28,7 @@ from trackers.errors import MissingFileError, SetupError
 from trackers.freezing import FreezeMode
 from trackers.methods.base import TrackingModule
 from trackers.methods.teacher_freeze import TeacherFreeze
-from trackers.models.checkpoints import load_checkpoint
+from trackers.models.checkpoints import load_weights
 from trackers.nn.losses import feature_mimic_loss
 from trackers.types import TrackerOutput, TrackingBatch
 
@@ -80,8 +80,8 @@ class FeaturePairs:
 class DistillationModule(TrackingModule):
     """Base of the distillation methods: student ``network``, frozen ``teacher``, optimizer over the student only.
 
-    Subclasses implement ``compute_losses``, ``build_tracker`` and, when the teacher's checkpoints
-    need converting, ``load_teacher``.
+    Subclasses implement ``compute_losses`` and ``build_tracker``; the teacher's weights are read by
+    the one model-aware loader (``load_weights``), so no family needs its own teacher loading.
 
     Args:
         network: the student.
@@ -146,12 +146,8 @@ class DistillationModule(TrackingModule):
             )
 
     def _load_teacher_weights(self, path: str) -> None:
-        self.load_teacher(path)
+        load_weights(self.teacher, path)
         self.has_teacher_weights = True
-
-    def load_teacher(self, path: str) -> None:
-        """Strict load of the teacher (suite names); families with official names override this."""
-        load_checkpoint(self.teacher, path)
 
     @torch.no_grad()
     def teacher_forward(self, family_forward: FamilyForward, batch: TrackingBatch, **kwargs: Any) -> TrackerOutput:

@@ -53,17 +53,10 @@ from trackers.methods.mixformer_family import (
     mixformer_forward,
     side_distributions,
 )
-from trackers.models.checkpoints import load_checkpoint, load_strict, read_checkpoint
-from trackers.models.mixformerv2 import (
-    MixFormerV2,
-    convert_official_state_dict,
-    prune_blocks_state_dict,
-    reduce_mlp_state_dict,
-    refresh_position_tables,
-)
+from trackers.models.checkpoints import load_weights
+from trackers.models.mixformerv2 import MixFormerV2
 from trackers.models.mixvit import MixViT
 from trackers.nn.losses import box_regression_losses, distribution_kl_loss
-from trackers.nn.pretrained import load_mae_into, load_vit_state_into
 from trackers.types import TrackerOutput, TrackingBatch
 
 SCORE_HEAD_ATTRIBUTE = "score_head"
@@ -84,42 +77,6 @@ class DistillLossWeights(BoxLossWeights):
 @dataclass
 class ScoreLossWeights:
     score: float = 1.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints along the chain
-# ---------------------------------------------------------------------------------------------
-
-
-def load_mixformerv2_weights(
-    network: MixFormerV2, path: str, prune_blocks: Sequence[int] = (), reduce_mlp: bool = False
-) -> None:
-    """Load a MixFormerV2 checkpoint of any stage (official ``.pth.tar`` or ``.ckpt``) into ``network``, strictly.
-
-    ``prune_blocks``: drop these blocks of the checkpoint and renumber the rest (a pruning run that
-    ended with its faded blocks still in). ``reduce_mlp``: keep the leading MLP units that fit the
-    network (MLP reduction). The fixed sin-cos tables always come from ``network`` (its input size);
-    a score head is dropped when ``network`` has none and kept at its init when the checkpoint has none.
-    """
-    state = convert_official_state_dict(read_checkpoint(path))
-    if prune_blocks:
-        state = prune_blocks_state_dict(state, prune_blocks)
-    if reduce_mlp:
-        state = reduce_mlp_state_dict(state, _mlp_hidden(network))
-    state = refresh_position_tables(state, network)
-    has_score = any(k.startswith(SCORE_HEAD_PREFIX) for k in state)
-    if network.has_score_head and not has_score:
-        state.update(network.score_head.state_dict(prefix=SCORE_HEAD_PREFIX))
-    elif not network.has_score_head and has_score:
-        state = {k: v for k, v in state.items() if not k.startswith(SCORE_HEAD_PREFIX)}
-    load_strict(network, state, path)
-
-
-def _mlp_hidden(network: MixFormerV2) -> int:
-    hidden = {block.mlp.fc1.out_features for block in network.backbone.blocks}
-    if len(hidden) != 1:
-        raise SetupError(f"MLP reduction needs one MLP width for every block, the network has {sorted(hidden)}")
-    return hidden.pop()
 
 
 def _max_drop_path_rate(network: MixFormerV2) -> float:
@@ -236,12 +193,9 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
     def setup(self, stage: str) -> None:
         super().setup(stage)  # the teacher first: ``pretrained: teacher`` copies its backbone
         if stage == "fit" and self.pretrained == TEACHER_BACKBONE:  # before a --ckpt_path restore
-            load_vit_state_into(self.network.backbone, self.teacher.backbone.state_dict(), "the teacher's backbone")
+            load_weights(self.network, self.teacher.backbone.state_dict(), source="pretrained")
         elif stage == "fit" and self.pretrained:
-            load_mae_into(self.network.backbone, self.pretrained)
-
-    def load_teacher(self, path: str) -> None:
-        load_checkpoint(self.teacher, path, family="mixvit")
+            load_weights(self.network, self.pretrained, source="pretrained")
 
     def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
         return corner_side_distributions(teacher)
@@ -310,10 +264,7 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
             path = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, "of the student")
         else:
             path = require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage)
-        load_mixformerv2_weights(self.network, path, prune_blocks=self.init_prune_blocks, reduce_mlp=self.init_reduce_mlp)
-
-    def load_teacher(self, path: str) -> None:
-        load_mixformerv2_weights(self.teacher, path)
+        load_weights(self.network, path, prune_blocks=self.init_prune_blocks, reduce_mlp=self.init_reduce_mlp)
 
     def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
         return side_distributions(teacher)
@@ -399,7 +350,7 @@ class ScoreHeadTraining(TrackingModule):
         super().setup(stage)
         if stage == "fit":  # before a --ckpt_path restore
             path = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, self.init_stage)
-            load_mixformerv2_weights(self.network, path, prune_blocks=self.init_prune_blocks)
+            load_weights(self.network, path, prune_blocks=self.init_prune_blocks)
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
         return mixformer_forward(self.network, batch, softmax=True, run_score_head=True)

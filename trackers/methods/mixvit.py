@@ -19,9 +19,8 @@ from trackers.methods.mixformer_family import (
     check_template_number,
     mixformer_forward,
 )
-from trackers.models.checkpoints import load_checkpoint
+from trackers.models.checkpoints import load_weights
 from trackers.models.mixvit import MixViT
-from trackers.nn.pretrained import load_mae_into
 from trackers.types import TrackerOutput, TrackingBatch
 
 
@@ -57,9 +56,9 @@ class MixViTTraining(TrackingModule):
         if stage in ("fit", "validate"):
             check_template_number(self.trainer)
         if stage == "fit" and self.pretrained:
-            load_mae_into(self.network.backbone, self.pretrained)
+            load_weights(self.network, self.pretrained, source="pretrained")
         if stage == "fit" and self.init_checkpoint:
-            load_checkpoint(self.network, self.init_checkpoint, family="mixvit")
+            load_weights(self.network, self.init_checkpoint)
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
         return mixformer_forward(self.network, batch)

@@ -14,9 +14,8 @@ from torch import Tensor
 from trackers.inference.online import OnlineTracker
 from trackers.methods.base import TrackingModule
 from trackers.methods.center_family import CenterLossWeights, CenterTrackerConfig, center_forward, center_head_losses
-from trackers.models.checkpoints import load_checkpoint
+from trackers.models.checkpoints import load_weights
 from trackers.models.ostrack import OSTrack
-from trackers.nn.pretrained import load_mae_into
 from trackers.types import TrackerOutput, TrackingBatch
 
 CE_KEEP_RATE_KEY = "ce_keep_rate"  # in checkpoints
@@ -55,9 +54,9 @@ class CenterHeadTraining(TrackingModule):
         if stage != "fit":
             return
         if self.pretrained:
-            load_mae_into(self.network.backbone, self.pretrained)
+            load_weights(self.network, self.pretrained, source="pretrained")
         if self.init_checkpoint:
-            load_checkpoint(self.network, self.init_checkpoint, family="ostrack")
+            load_weights(self.network, self.init_checkpoint)
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
         return center_forward(self.network, batch, self.ce_keep_rate)

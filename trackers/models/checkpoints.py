@@ -164,12 +164,6 @@ def load_weights(
     return PretrainedReport(name, (), ())
 
 
-def load_checkpoint(module: nn.Module, path: str | Path, family: str | None = None, prefix: str | None = None) -> None:
-    """Former entry point, kept until ``trackers.methods`` call ``load_weights``; ``family`` is ignored
-    (the converters follow the network's class). Remove at the switch."""
-    load_weights(module, path, prefix=prefix)
-
-
 def _prune_network_like_the_run(network: nn.Module, state: StateDict, pruned: tuple[int, ...]) -> None:
     """A checkpoint written after in-run pruning holds the shallower network: remove the same blocks
     from a network still built at the run's initial depth (as the method's ``on_load_checkpoint`` does)."""

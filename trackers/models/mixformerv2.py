@@ -21,7 +21,6 @@ from trackers.models.interface import BlockDrivenNetwork, head_input_check
 from trackers.models.mixvit import mixformer_backbone, stack_templates
 from trackers.models.registry import StateDict, register_family
 # Re-exported for trackers.methods.mixformerv2 until it loads through checkpoints.load_weights.
-from trackers.models.surgery import prune_blocks_state_dict, reduce_mlp_state_dict  # noqa: F401
 from trackers.nn.heads.distribution import SIDES, DistributionHead
 from trackers.nn.heads.score import ScoreHead, ScoreReduction
 from trackers.nn.template_cache import TemplateCache, encode_templates, run_blocks_with_cache
@@ -164,12 +163,6 @@ class MixFormerV2(BlockDrivenNetwork):
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: official names are the suite's; the distillation chain's surgery on state dicts.
 # ---------------------------------------------------------------------------------------------
-
-
-def convert_official_state_dict(state: StateDict) -> StateDict:
-    """Official MixFormerV2 names are the suite's. Kept only for ``trackers.methods.mixformerv2``
-    until it loads through ``checkpoints.load_weights``; remove then."""
-    return dict(state)
 
 
 def convert_for_model(state: StateDict, model: nn.Module) -> StateDict:
