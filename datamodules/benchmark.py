@@ -170,20 +170,10 @@ class DataBenchmarkResult:
 
 
 def build_datamodule(config_paths: list[str]):  # noqa: ANN201 - a TrackingDataModule
-    """The data module of the composed configs' ``data`` section, parsed as LightningCLI parses it."""
-    from jsonargparse import ArgumentParser
+    """The data module of the composed configs, built by the parser `lightning fit` uses."""
+    from lightning_app.config_loading import build_datamodule_from_configs
 
-    from datamodules.datamodule import TrackingDataModule
-    from lightning_app.config_loading import merged_section
-
-    section = merged_section(config_paths, "data")
-    if section is None:
-        raise SetupError(f"no 'data' section in {', '.join(map(str, config_paths))}")
-    section = {"class_path": DATAMODULE_CLASS, **section}
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(TrackingDataModule, "data")
-    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
-    return instantiate(parser.parse_object({"data": section})).data
+    return build_datamodule_from_configs(config_paths)
 
 
 def run_data_benchmark(config_paths: list[str], num_samples: int) -> DataBenchmarkResult:
