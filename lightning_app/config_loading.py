@@ -11,13 +11,19 @@ What the parser adds to LightningCLI's (``add_arguments_to_parser``):
   network's, the teacher's and the online tracker's ``template_size`` / ``search_size`` follow
   them (``link_arguments``; a link whose target a method does not have is skipped, e.g. a
   baseline without network or a student whose teacher is null);
-- **``layer_decay``**: the optional depth-pruning callback (``callbacks.layer_decay.LayerDecay``) as its
-  own key, so a fragment overrides one of its arguments instead of copying the whole
-  ``trainer.callbacks`` list.
+- **keyed callbacks**: the callbacks a recipe tunes have their own optional top-level key
+  (``OPTIONAL_CALLBACKS``: ``layer_decay``, ``candidate_elimination``, ``snapshots``), so a
+  fragment overrides one argument (``layer_decay: {decay_epochs: 2}``) or drops one
+  (``snapshots: null``) instead of copying the whole ``trainer.callbacks`` list; they are added to
+  the Trainer's callbacks after that list. Callbacks a method always needs (``TeacherFreeze``) come
+  from the method's ``configure_callbacks``;
+- ``trainer.use_distributed_sampler`` defaults to false: ``TrackingDataModule``'s pair sampler shards
+  itself across ranks, Lightning's sampler would replace it.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +42,13 @@ CROP_SIZE_LINKS: dict[str, tuple[str, ...]] = {
     )
     for crop in ("template", "search")
 }
-LAYER_DECAY_KEY = "layer_decay"
+# key -> callback class ("module:Class"); each is null unless the config sets it (class_path may be left out).
+OPTIONAL_CALLBACKS: dict[str, str] = {
+    "layer_decay": "callbacks.layer_decay:LayerDecay",  # progressive depth pruning (MixFormerV2 stage 2)
+    "candidate_elimination": "callbacks.candidate_elimination:CandidateEliminationSchedule",  # OSTrack's CE warm-up
+    "snapshots": "lightning.pytorch.callbacks:ModelCheckpoint",  # the official periodic snapshots
+}
+TRAINER_DEFAULTS = {"use_distributed_sampler": False}
 
 
 class DistilTrackCLI(LightningCLI):
@@ -51,15 +63,17 @@ class DistilTrackCLI(LightningCLI):
         kwargs.setdefault("model_class", TrackingModule)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        from callbacks.layer_decay import LayerDecay
-
         for source, targets in CROP_SIZE_LINKS.items():
             for target in targets:
                 parser.link_arguments(source, target)
-        parser.add_lightning_class_args(LayerDecay, LAYER_DECAY_KEY, subclass_mode=True, required=False)
+        for key, target in OPTIONAL_CALLBACKS.items():
+            module, name = target.split(":")
+            callback = getattr(importlib.import_module(module), name)
+            parser.add_lightning_class_args(callback, key, subclass_mode=True, required=False)
 
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - LightningCLI's signature
         check = getattr(self.datamodule, "check_roots", None)
