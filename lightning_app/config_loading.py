@@ -174,7 +174,8 @@ def build_datamodule_from_configs(configs: Sequence[str | Path], overrides: Sequ
     try:
         cfg = parser.parse_args(args)
         cfg.pop("config", None)
-        return parser.instantiate_classes(cfg).data
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
+        return instantiate(cfg).data
     except Exception as err:  # noqa: BLE001 - as in build_from_configs
         if setup_error_in_chain(err) is not None:
             raise
@@ -210,7 +211,7 @@ def _first_line(err: BaseException) -> str:
     """jsonargparse's nested error as one line: the key path and the innermost problem."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     keys = [m.group(1) for line in lines if (m := re.match(r'Parser key "([^"]+)"', line))]
-    detail = next((line for line in lines if not line.startswith(_GENERIC_ERROR_LINES)), None)
+    detail = next((line.removeprefix("- ") for line in lines if not line.startswith(_GENERIC_ERROR_LINES)), None)
     if detail is None:
         return lines[0] if lines else type(err).__name__
     return f"{'.'.join(keys)}: {detail}" if keys else detail
