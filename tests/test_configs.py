@@ -180,3 +180,19 @@ def test_tools_build_the_mixformerv2_stage_that_fit_builds(monkeypatch: pytest.M
     model = build_model_from_configs(configs, overrides)
     _assert_same_model(model, fit_model)
     assert model.teacher.feat_size == model.network.num_bins == 32
+
+
+def test_the_layer_decay_key_gives_fit_one_layer_decay_callback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                               teacher_checkpoint: Path) -> None:
+    stage1 = build_model_from_configs(
+        ["configs/mixformerv2_b_stage1.yaml", SMOKE, "configs/presets/cpu_smoke_mixformerv2/stage1.yaml"],
+        [f"--model.init_args.teacher_checkpoint={teacher_checkpoint}"],
+    )
+    student = tmp_path / "stage1.ckpt"
+    torch.save({"state_dict": {"network." + k: v for k, v in stage1.network.state_dict().items()}}, student)
+    configs = ["configs/mixformerv2_b.yaml", SMOKE, "configs/presets/cpu_smoke_mixformerv2/b_depth8.yaml"]
+    args = [a for c in configs for a in ("--config", c)] + [f"--model.init_args.teacher_checkpoint={student}"]
+    _, callbacks, _ = _fit_model(monkeypatch, tmp_path, args)
+    (decay,) = [c for c in callbacks if type(c).__name__ == "LayerDecay"]
+    assert (list(decay.blocks), decay.decay_epochs, decay.remove_after_epoch) == ([0, 3, 6, 9], 2, 3)
+    assert not any(type(c).__name__ == "ModelCheckpoint" and "snapshot" in str(c.filename) for c in callbacks)
