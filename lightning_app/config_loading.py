@@ -10,7 +10,9 @@ What the parser adds to LightningCLI's (``add_arguments_to_parser``):
 - **crop sizes are set once**, in the data module (``data.init_args.{template,search}.size``): the
   network's, the teacher's and the online tracker's ``template_size`` / ``search_size`` follow
   them (``link_arguments``; a link whose target a method does not have is skipped, e.g. a
-  baseline without network or a student whose teacher is null);
+  baseline without network or a student whose teacher is null). A config file or argument that
+  sets one of those targets to another value is refused (``check_linked_sizes``): the link would
+  overwrite it silently;
 - **keyed callbacks**: the callbacks a recipe tunes have their own optional top-level key
   (``OPTIONAL_CALLBACKS``: ``layer_decay``, ``candidate_elimination``, ``snapshots``), so a
   fragment overrides one argument (``layer_decay: {decay_epochs: 2}``) or drops one
@@ -26,6 +28,7 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,10 @@ class DistilTrackCLI(LightningCLI):
             callback = getattr(importlib.import_module(module), name)
             parser.add_lightning_class_args(callback, key, subclass_mode=True, required=False)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        check_linked_sizes(list(sys.argv[1:] if args is None else args), self.config)
+
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - LightningCLI's signature
         check = getattr(self.datamodule, "check_roots", None)
         if check is not None and self.subcommand is not None:
@@ -93,6 +100,7 @@ class _ConfigBuilder(DistilTrackCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self.config = parser.parse_args(args)  # a tool's own sys.argv is not LightningCLI's business
+        check_linked_sizes(list(args), self.config)
 
     def instantiate_trainer(self, **kwargs: Any) -> None:
         return None
@@ -121,9 +129,50 @@ def parse_configs(configs: Sequence[str | Path], overrides: Sequence[str] = ()) 
     """
     args = config_args(configs, overrides)
     try:
-        return _parser().parse_args(args)
+        cfg = _parser().parse_args(args)
     except Exception as err:  # noqa: BLE001 - a parse error becomes one line
         raise SetupError(f"{' + '.join(map(str, configs))}: {_first_line(err)}") from err
+    check_linked_sizes(args, cfg)
+    return cfg
+
+
+def check_linked_sizes(args: Sequence[str], cfg: Namespace) -> None:
+    """Refuse a config file or argument that sets a linked crop size to another value than the data's.
+
+    A link overwrites its target silently; a size given there and not in ``data`` would be a no-op.
+    """
+    sub = cfg.get("subcommand")
+    parsed = cfg[sub] if sub else cfg
+    for source, targets in CROP_SIZE_LINKS.items():
+        size = parsed.get(source)
+        for target in targets:
+            for where, value in _given_values(args, target):
+                if parsed.get(target) is not None and value != size:
+                    raise SetupError(
+                        f"{where}: {target} is {value}, but crop sizes are set once, in {source} ({size}), "
+                        f"and {target} follows it; set {source} instead"
+                    )
+
+
+def _given_values(args: Sequence[str], key: str) -> list[tuple[str, Any]]:
+    """(where, value) of each ``--config`` file and ``--key`` argument in ``args`` that sets ``key``."""
+    import yaml
+
+    found, i = [], 0
+    while i < len(args):
+        name, sep, value = args[i].partition("=")
+        if not sep and i + 1 < len(args) and name.startswith("-"):
+            value, i = args[i + 1], i + 1
+        i += 1
+        if name in ("--config", "-c") and Path(value).is_file():
+            node: Any = yaml.safe_load(Path(value).read_text())
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                found.append((value, node))
+        elif name == f"--{key}":
+            found.append(("the command line", yaml.safe_load(value)))
+    return found
 
 
 def config_args(configs: Sequence[str | Path], overrides: Sequence[str] = ()) -> list[str]:

@@ -196,3 +196,21 @@ def test_the_layer_decay_key_gives_fit_one_layer_decay_callback(monkeypatch: pyt
     (decay,) = [c for c in callbacks if type(c).__name__ == "LayerDecay"]
     assert (list(decay.blocks), decay.decay_epochs, decay.remove_after_epoch) == ([0, 3, 6, 9], 2, 3)
     assert not any(type(c).__name__ == "ModelCheckpoint" and "snapshot" in str(c.filename) for c in callbacks)
+
+
+def test_a_crop_size_set_outside_data_is_refused_unless_it_agrees(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """A link overwrites its target: a size given there would silently do nothing."""
+    ostrack = ["configs/ostrack_256.yaml", SMOKE]
+    with pytest.raises(SetupError, match=r"crop sizes are set once, in data\.init_args\.search\.size \(128\)"):
+        parse_configs(ostrack, ["--model.init_args.network.init_args.search_size=320"])
+    stale = tmp_path / "stale.yaml"
+    stale.write_text("model:\n  init_args:\n    tracker: {search_size: 200}\n")
+    with pytest.raises(SetupError, match=r"stale\.yaml: model\.init_args\.tracker\.search_size is 200"):
+        build_model_from_configs([*ostrack, str(stale)])
+    assert parse_configs(ostrack, ["--model.init_args.tracker.search_size", "128"]).data.init_args.search.size == 128
+    from lightning_app import cli
+
+    code = cli.main(["fit", "--config", ostrack[0], "--config", ostrack[1], "--model.init_args.tracker.template_size=32"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "data.init_args.template.size (64)" in err[0]

@@ -9,7 +9,8 @@ A chain is a YAML under ``configs/pipelines/`` (or any path): a ``root`` folder 
 stages, each with its experiment ``config`` and ``inputs`` mapping config keys to earlier stages,
 e.g. ``{model.init_args.teacher_checkpoint: b_stage1}``. A stage may name ``presets``: fragments
 that follow a given ``--config`` file (matched by resolved path) for that stage only, e.g. what
-``cpu_smoke.yaml`` cannot shrink generically (a teacher's width, the number of bins).
+``cpu_smoke.yaml`` cannot shrink generically (a teacher's width, the number of bins, a
+``layer_decay`` schedule); crop sizes need none (they follow ``data``).
 
 Each stage is an ordinary ``lightning fit`` in its own process (so DDP launches per stage),
 logging under ``<root>/<stage>``; when it ends it writes ``<root>/<stage>/final.ckpt`` and a
