@@ -44,7 +44,7 @@ def _usage() -> str:
 
 
 def run_lightning_cli(args: list[str]) -> None:
-    """LightningCLI with DistilTrack's parser (subclass mode, linked crop sizes; see ``lightning_app.config_loading``)."""
+    """LightningCLI with DistilTrack's parser (subclass mode, links, keyed callbacks: ``lightning_app.config_loading``)."""
     from lightning_app.config_loading import DistilTrackCLI
 
     sys.argv = [sys.argv[0], *args]  # LightningCLI reads sys.argv; passing args as well makes it warn

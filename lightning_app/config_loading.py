@@ -176,7 +176,7 @@ def _given_values(args: Sequence[str], key: str) -> list[tuple[str, Any]]:
 
 
 def config_args(configs: Sequence[str | Path], overrides: Sequence[str] = ()) -> list[str]:
-    """The command line of the composed ``configs`` (later files override earlier ones) and ``--key value`` overrides."""
+    """The command line of the composed ``configs`` (later files override earlier ones), then ``overrides``."""
     for path in configs:
         if not Path(path).is_file():
             raise SetupError(f"config file {path} not found; pass an existing YAML (e.g. configs/ostrack_256.yaml)")

@@ -65,7 +65,8 @@ def test_print_config_shows_the_official_recipe(tmp_path: Path) -> None:
 
 
 def test_print_config_shows_the_mixformerv2_b_recipe_with_its_shared_fragments(tmp_path: Path) -> None:
-    result = run(["fit", "--config", str(ROOT / "configs/mixformerv2_b.yaml"), "--print_config"], cwd=tmp_path, timeout=300)
+    config = str(ROOT / "configs/mixformerv2_b.yaml")
+    result = run(["fit", "--config", config, "--print_config"], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     import yaml
 

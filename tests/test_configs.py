@@ -59,7 +59,8 @@ CHAIN_CASES = _chain_cases()
 PARSE_CASES = (
     [(Path(e).stem, [e]) for e in EXPERIMENTS]
     + [(f"{Path(e).stem}+cpu_smoke", [e, SMOKE]) for e in EXPERIMENTS]
-    + [(f"{Path(f).stem} after {'+'.join(Path(c).stem for c in ctx)}", [*ctx, f]) for f, ctx in FRAGMENT_CONTEXTS.items()]
+    + [(f"{Path(f).stem} after {'+'.join(Path(c).stem for c in ctx)}", [*ctx, f])
+       for f, ctx in FRAGMENT_CONTEXTS.items()]
     + CHAIN_CASES
 )
 
@@ -133,7 +134,9 @@ def test_a_fragment_overrides_one_layer_decay_argument() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _fit_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]) -> tuple[L.LightningModule, list, L.LightningDataModule]:
+def _fit_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]
+) -> tuple[L.LightningModule, list, L.LightningDataModule]:
     """The model, callbacks and data module `lightning fit` hands to ``Trainer.fit`` (which is stopped there)."""
     seen: dict = {}
 
@@ -211,6 +214,7 @@ def test_a_crop_size_set_outside_data_is_refused_unless_it_agrees(tmp_path: Path
     assert parse_configs(ostrack, ["--model.init_args.tracker.search_size", "128"]).data.init_args.search.size == 128
     from lightning_app import cli
 
-    code = cli.main(["fit", "--config", ostrack[0], "--config", ostrack[1], "--model.init_args.tracker.template_size=32"])
+    code = cli.main(["fit", "--config", ostrack[0], "--config", ostrack[1],
+                     "--model.init_args.tracker.template_size=32"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "data.init_args.template.size (64)" in err[0]

@@ -258,9 +258,9 @@ def test_speed_is_measured_on_the_model_of_the_fit_command_line(tmp_path):
 def test_speed_of_a_trained_stage_is_measured_on_its_restored_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     configs = ("configs/ostrack_256.yaml", "configs/presets/cpu_smoke.yaml")
-    job = StageJob("ostrack", configs, {}, tmp_path / "ostrack", ("--model.init_args.network.init_args.depth=3",
-                                                                   "--model.init_args.network.init_args.ce_loc=[1]",
-                                                                   "--model.init_args.network.init_args.ce_keep_ratio=[0.7]"))
+    network = "--model.init_args.network.init_args"
+    job = StageJob("ostrack", configs, {}, tmp_path / "ostrack",
+                   (f"{network}.depth=3", f"{network}.ce_loc=[1]", f"{network}.ce_keep_ratio=[0.7]"))
     trained = build_model_from_configs(list(configs), job.override_args())
     job.stage_dir.mkdir(parents=True)
     torch.save({"state_dict": trained.state_dict()}, job.checkpoint)
