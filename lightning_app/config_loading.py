@@ -161,7 +161,7 @@ def _given_values(args: Sequence[str], key: str) -> list[tuple[str, Any]]:
     found, i = [], 0
     while i < len(args):
         name, sep, value = args[i].partition("=")
-        if not sep and i + 1 < len(args) and name.startswith("-"):
+        if not sep and i + 1 < len(args) and name.startswith("-") and not args[i + 1].startswith("--"):
             value, i = args[i + 1], i + 1
         i += 1
         if name in ("--config", "-c") and Path(value).is_file():
@@ -209,8 +209,8 @@ def build_datamodule_from_configs(configs: Sequence[str | Path], overrides: Sequ
     """The ``data`` module of the composed configs, as `fit` builds it.
 
     Configs without a ``model`` section (a data-only preset such as
-    ``configs/presets/data_bench_mixformerv2.yaml``) are parsed by the same parser's ``data`` part
-    alone: there is no network to link the crop sizes to.
+    ``configs/presets/data_bench_mixformerv2.yaml``) are parsed by a parser holding only ``data``,
+    added as LightningCLI adds it: there is no network to link the crop sizes to.
     """
     if any("model" in _top_level_keys(path) for path in configs):
         return build_from_configs(configs, overrides)[1]
@@ -251,9 +251,10 @@ def setup_error_in_chain(err: BaseException | None) -> SetupError | None:
     return None
 
 
-_GENERIC_ERROR_LINES = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "- Problem with given class_path",
-                        "Problem with given class_path",
-                        "- Expected a <class 'NoneType'>", "Given value")
+# Lines of jsonargparse's nested errors that say where, not what (``- `` starts an item of a Union's errors).
+_GENERIC_ERROR_LINES = ("Parser key", "Does not validate", "Subtypes:", "Errors:", "Given value",
+                        "Problem with given class_path", "- Problem with given class_path",
+                        "- Expected a <class 'NoneType'>")
 
 
 def _first_line(err: BaseException) -> str:
