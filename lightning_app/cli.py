@@ -44,34 +44,11 @@ def _usage() -> str:
 
 
 def run_lightning_cli(args: list[str]) -> None:
-    """LightningCLI in subclass mode: the YAML's class_path picks the method and the data module."""
-    from lightning.pytorch.cli import LightningCLI
-
-    from trackers.methods.base import TrackingModule
-    from trackers.safe_unpickling import check_ckpt_path
-
-    class DistilTrackCLI(LightningCLI):
-        """Checks dataset roots in the launching process, before the Trainer or any DDP process starts."""
-
-        def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201 - LightningCLI's signature
-            check = getattr(self.datamodule, "check_roots", None)
-            if check is not None and self.subcommand is not None:
-                check(self.subcommand)
-            return super().instantiate_trainer(**kwargs)
-
-        def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 - LightningCLI's signature
-            """Refuse a ``--ckpt_path`` that is not plain data before LightningCLI or the Trainer unpickle it."""
-            super().parse_arguments(parser, args)
-            if self.config.get("subcommand"):
-                check_ckpt_path(self.config[self.config["subcommand"]].get("ckpt_path"))
+    """LightningCLI with DistilTrack's parser (subclass mode, links, keyed callbacks: ``lightning_app.config_loading``)."""
+    from lightning_app.config_loading import DistilTrackCLI
 
     sys.argv = [sys.argv[0], *args]  # LightningCLI reads sys.argv; passing args as well makes it warn
-    DistilTrackCLI(
-        model_class=TrackingModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-    )
+    DistilTrackCLI(save_config_kwargs={"overwrite": True})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,22 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         run_lightning_cli(argv)
         return 0
     except Exception as err:  # noqa: BLE001 - only user-fixable errors are shortened, the rest re-raised
-        setup_error = _setup_error_in_chain(err)
+        from lightning_app.config_loading import setup_error_in_chain
+
+        setup_error = setup_error_in_chain(err)
         if setup_error is None:
             raise
         print(f"error: {setup_error}", file=sys.stderr)
         return 2
-
-
-def _setup_error_in_chain(err: BaseException | None) -> SetupError | None:
-    """The SetupError behind ``err``: jsonargparse wraps errors raised while instantiating classes."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, SetupError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 if __name__ == "__main__":

@@ -276,19 +276,17 @@ def test_every_protocol_has_a_fragment() -> None:
     assert {f.stem for f in FRAGMENTS} == set(BENCHMARK_PROTOCOLS)
 
 
-def _tracker_settings(config: Path) -> dict:
-    return yaml.safe_load(config.read_text())["model"]["init_args"].get("tracker") or {}
-
-
-MIXFORMER_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if "update_intervals" in _tracker_settings(p))
+MIXFORMER_CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if "methods.mixformerv2." in p.read_text())
 GOT10K_TEST_INTERVAL = {288: 10, 224: 15}  # official B / S test yamls, by search size (spec mixformerv2 §7)
 
 
 @pytest.mark.parametrize("config", MIXFORMER_CONFIGS, ids=[p.stem for p in MIXFORMER_CONFIGS])
 def test_mixformer_tracker_gets_its_got10k_test_interval_from_the_fragment(config: Path) -> None:
-    tracker = _tracker_settings(config)
-    fragment = yaml.safe_load((ROOT / "configs" / "benchmarks" / "got10k_test.yaml").read_text())
-    spec = fragment["data"]["init_args"]["test"]
+    """Parsed as `lightning test` parses the experiment + fragment (B: the code's intervals, S: its YAML's)."""
+    from lightning_app.config_loading import parse_configs
+
+    cfg = parse_configs([config, ROOT / "configs" / "benchmarks" / "got10k_test.yaml"])
+    tracker, spec = cfg.model.init_args.tracker.as_dict(), cfg.data.init_args.test
     settings = MixFormerTrackerConfig(**{**tracker, "use_template_cache": False})
-    built = settings.build(nn.Linear(1, 1), benchmark_key(spec["type"], spec["split"], spec["root"]))
+    built = settings.build(nn.Linear(1, 1), benchmark_key(spec.type, spec.split, spec.root))
     assert built.update_interval == GOT10K_TEST_INTERVAL[tracker["search_size"]]

@@ -67,6 +67,27 @@ def test_print_config_shows_the_official_recipe(tmp_path: Path) -> None:
     assert data["search"]["factor"] == 4.0 and data["search"]["center_jitter"] == 3.0
 
 
+def test_print_config_shows_the_mixformerv2_b_recipe_with_its_shared_fragments(tmp_path: Path) -> None:
+    config = str(ROOT / "configs/mixformerv2_b.yaml")
+    result = run(["fit", "--config", config, "--print_config"], cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import yaml
+
+    cfg = yaml.safe_load(result.stdout)
+    net = cfg["model"]["init_args"]["network"]["init_args"]
+    assert (net["embed_dim"], net["depth"], net["num_bins"], net["gamma_mode"]) == (768, 12, 72, "branch")
+    decay = cfg["layer_decay"]["init_args"]
+    assert (decay["blocks"], decay["decay_epochs"], decay["remove_after_epoch"]) == ([0, 3, 6, 9], 40, 45)
+    assert cfg["snapshots"]["init_args"]["every_n_epochs"] == 45 and cfg["trainer"]["max_epochs"] == 545
+    callbacks = [c["class_path"].rsplit(".", 1)[-1] for c in cfg["trainer"]["callbacks"]]
+    assert callbacks == ["ModelCheckpoint", "LearningRateMonitor", "DataHealthMonitor"]  # callbacks/default.yaml
+    data = cfg["data"]["init_args"]
+    assert [d["type"] for d in data["datasets"]] == ["got10k", "lasot", "coco", "trackingnet"]  # datasets/*.yaml
+    assert (data["template"]["size"], data["search"]["size"], data["search"]["factor"]) == (128, 288, 5.0)
+    assert cfg["model"]["init_args"]["tracker"]["update_intervals"]["got10k_test"] == 10  # the code's official B
+    assert cfg["trainer"]["use_distributed_sampler"] is False
+
+
 def test_fit_then_test_writes_results_and_metrics(tiny_synth: Path, tmp_path: Path) -> None:
     args = tiny_run_args(tiny_synth, tmp_path)
     fit = run(["fit", *args], cwd=tmp_path)

@@ -20,6 +20,9 @@ from trackers.errors import SetupError
 from trackers.evaluation.speed import SpeedReport, resolve_device, speed_report
 from trackers.inference.online import CropTracker
 
+# Untimed and timed per-frame calls (also `lightning pipeline`'s, which times every stage's model).
+LATENCY_WARMUP, LATENCY_ITERS = 20, 100
+
 
 def per_frame_call(module, device: torch.device):
     """The network call a tracker makes per frame (template work cached at initialisation)."""
@@ -32,6 +35,11 @@ def per_frame_call(module, device: torch.device):
     tracker.initialize(frame, np.array([280.0, 200.0, 80.0, 60.0]))
     search = torch.randn(1, 3, tracker.search_size, tracker.search_size, device=device)
     return tracker.network, (lambda: tracker.predict(search))
+
+
+def check_latency_calls(warmup: int, iters: int) -> None:
+    if iters < 1 or warmup < 0:
+        raise SetupError(f"--iters must be >= 1 and --warmup >= 0, got {iters} and {warmup}")
 
 
 def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int, iters: int) -> list[SpeedReport]:
@@ -66,8 +74,8 @@ def main(argv: list[str]) -> int:
     model.add_argument("--config", action="append", default=[], help="experiment YAML (repeat to compose)")
     model.add_argument("--compare", nargs="+", default=[], help="more configs side by side (a,b = composed)")
     model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    model.add_argument("--warmup", type=int, default=20)
-    model.add_argument("--iters", type=int, default=100)
+    model.add_argument("--warmup", type=int, default=LATENCY_WARMUP)
+    model.add_argument("--iters", type=int, default=LATENCY_ITERS)
     model.add_argument("--json", type=Path, help="write the reports as JSON here")
     data = sub.add_parser("data", help="samples/s per worker of the data pipeline vs a straightforward reference")
     data.add_argument("--config", action="append", default=[], required=True)
@@ -87,8 +95,7 @@ def main(argv: list[str]) -> int:
     entries = ([args.config] if args.config else []) + [c.split(",") for c in args.compare]
     if not entries:
         parser.error("give --config and/or --compare")
-    if args.iters < 1 or args.warmup < 0:
-        raise SetupError(f"--iters must be >= 1 and --warmup >= 0, got {args.iters} and {args.warmup}")
+    check_latency_calls(args.warmup, args.iters)
     reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters)
     print(format_table(reports))
     if args.json:

@@ -28,10 +28,10 @@ from datamodules.augmentation import CropAugmentation
 from datamodules.datamodule import TrackingDataModule, normalize_pair_batch
 from datamodules.pair_processor import PairProcessor
 from datamodules.reference_pipeline import ReferencePairProcessor
+from lightning_app.config_loading import build_datamodule_from_configs
 from trackers.errors import SetupError
 
 WARMUP_SAMPLES = 5
-DATAMODULE_CLASS = "datamodules.datamodule.TrackingDataModule"
 
 
 @dataclass
@@ -94,19 +94,8 @@ class DataBenchmarkResult:
 
 
 def build_datamodule(config_paths: list[str]) -> TrackingDataModule:
-    """The data module of the composed configs' ``data`` section, parsed as LightningCLI parses it."""
-    from jsonargparse import ArgumentParser
-
-    from lightning_app.config_loading import merged_section
-
-    section = merged_section(config_paths, "data")
-    if section is None:
-        raise SetupError(f"no 'data' section in {', '.join(map(str, config_paths))}")
-    section = {"class_path": DATAMODULE_CLASS, **section}
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_subclass_arguments(TrackingDataModule, "data")
-    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
-    return instantiate(parser.parse_object({"data": section})).data
+    """The data module of the composed configs, built by the parser `lightning fit` uses."""
+    return build_datamodule_from_configs(config_paths)
 
 
 def run_data_benchmark(config_paths: list[str], num_samples: int) -> DataBenchmarkResult:
