@@ -32,6 +32,7 @@ from trackers.inference.frame_sources import ImageFolderFrames, VideoFrames, ope
 from trackers.inference.ope import FrameSource, run_sequence
 from trackers.models.checkpoints import load_weights
 from trackers.nn import box_ops
+from trackers.safe_unpickling import check_checkpoint_file
 
 BOX_COLOUR_BGR = (0, 255, 0)
 
@@ -142,6 +143,8 @@ def main(argv: list[str]) -> int:
         raise SetupError(f"--output {args.output} must end in .txt (a raw result file)")
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise MissingFileError(f"--checkpoint {args.checkpoint} does not exist; pass a Lightning .ckpt or an official .pth.tar")
+    if args.checkpoint:
+        check_checkpoint_file(args.checkpoint)  # refused before anything is built or decoded
     frames = open_frames(args.input, args.max_frames)
     try:
         track_frames(args, box, frames)
