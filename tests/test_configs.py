@@ -24,6 +24,8 @@ from trackers.errors import SetupError
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 SMOKE = "configs/presets/cpu_smoke.yaml"
+SMOKE_MIXFORMERV2 = "configs/presets/cpu_smoke_mixformerv2"
+SMOKE_STAGE1 = [SMOKE, f"{SMOKE_MIXFORMERV2}/bins.yaml", f"{SMOKE_MIXFORMERV2}/stage1.yaml"]
 EXPERIMENTS = sorted(f"configs/{p.name}" for p in CONFIGS.glob("*.yaml"))
 # Value files: the value of one key (a list), loaded where an experiment or fragment names them.
 VALUE_DIRS = ("callbacks", "datasets")
@@ -122,7 +124,7 @@ def test_overrides_go_through_the_parser_like_fit_arguments() -> None:
 
 
 def test_a_fragment_overrides_one_layer_decay_argument() -> None:
-    cfg = parse_configs(["configs/mixformerv2_b.yaml", SMOKE, "configs/presets/cpu_smoke_mixformerv2/b_depth8.yaml"])
+    cfg = parse_configs(["configs/mixformerv2_b.yaml", SMOKE, "configs/presets/cpu_smoke_mixformerv2/depth_pruning.yaml"])
     decay = cfg.layer_decay.init_args
     assert (list(decay.blocks), decay.decay_epochs, decay.remove_after_epoch) == ([0, 3, 6, 9], 2, 3)
     assert decay.schedule == "official" and cfg.snapshots is None
@@ -177,7 +179,7 @@ def test_tools_build_the_ostrack_that_fit_builds(monkeypatch: pytest.MonkeyPatch
 
 def test_tools_build_the_mixformerv2_stage_that_fit_builds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                          teacher_checkpoint: Path) -> None:
-    configs = ["configs/mixformerv2_b_stage1.yaml", SMOKE, "configs/presets/cpu_smoke_mixformerv2/stage1.yaml"]
+    configs = ["configs/mixformerv2_b_stage1.yaml", *SMOKE_STAGE1]  # bins: null -> the teacher's map side
     overrides = [f"--model.init_args.teacher_checkpoint={teacher_checkpoint}"]
     fit_model, _, _ = _fit_model(monkeypatch, tmp_path, [a for c in configs for a in ("--config", c)] + overrides)
     model = build_model_from_configs(configs, overrides)
@@ -188,12 +190,12 @@ def test_tools_build_the_mixformerv2_stage_that_fit_builds(monkeypatch: pytest.M
 def test_the_layer_decay_key_gives_fit_one_layer_decay_callback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                                teacher_checkpoint: Path) -> None:
     stage1 = build_model_from_configs(
-        ["configs/mixformerv2_b_stage1.yaml", SMOKE, "configs/presets/cpu_smoke_mixformerv2/stage1.yaml"],
+        ["configs/mixformerv2_b_stage1.yaml", *SMOKE_STAGE1],
         [f"--model.init_args.teacher_checkpoint={teacher_checkpoint}"],
     )
     student = tmp_path / "stage1.ckpt"
     torch.save({"state_dict": {"network." + k: v for k, v in stage1.network.state_dict().items()}}, student)
-    configs = ["configs/mixformerv2_b.yaml", SMOKE, "configs/presets/cpu_smoke_mixformerv2/b_depth8.yaml"]
+    configs = ["configs/mixformerv2_b.yaml", SMOKE, f"{SMOKE_MIXFORMERV2}/bins.yaml", f"{SMOKE_MIXFORMERV2}/depth_pruning.yaml"]
     args = [a for c in configs for a in ("--config", c)] + [f"--model.init_args.teacher_checkpoint={student}"]
     _, callbacks, _ = _fit_model(monkeypatch, tmp_path, args)
     (decay,) = [c for c in callbacks if type(c).__name__ == "LayerDecay"]

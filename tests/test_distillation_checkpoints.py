@@ -25,6 +25,7 @@ LIGHTNING = [sys.executable, "-m", "lightning_app.cli"]
 STAGE1 = [
     "--config", str(ROOT / "configs/mixformerv2_b_stage1.yaml"),
     "--config", str(ROOT / "configs/presets/cpu_smoke.yaml"),
+    "--config", str(ROOT / "configs/presets/cpu_smoke_mixformerv2/bins.yaml"),
     "--config", str(ROOT / "configs/presets/cpu_smoke_mixformerv2/stage1.yaml"),
     "--model.init_args.network.init_args.depth", "2",
     "--model.init_args.teacher.init_args.depth", "2",
@@ -48,9 +49,11 @@ def tiny_synth(tmp_path_factory) -> Path:
 DEPTH8 = [  # 12 -> 8: blocks fade over 2 epochs and are removed after epoch 3, one step per epoch
     "--config", str(ROOT / "configs/mixformerv2_b.yaml"),
     "--config", str(ROOT / "configs/presets/cpu_smoke.yaml"),
-    "--config", str(ROOT / "configs/presets/cpu_smoke_mixformerv2/b_depth8.yaml"),
+    "--config", str(ROOT / "configs/presets/cpu_smoke_mixformerv2/bins.yaml"),   # num_bins: null
+    "--config", str(ROOT / "configs/presets/cpu_smoke_mixformerv2/depth_pruning.yaml"),
 ]  # fmt: skip
-DEPTH8_STUDENT = dict(embed_dim=64, depth=12, num_heads=2, template_size=64, search_size=128, num_bins=32,
+LINEAGE_BINS = 24  # the stage-1 checkpoint's bins: DEPTH8 sets none, so fit and test take them from checkpoints
+DEPTH8_STUDENT = dict(embed_dim=64, depth=12, num_heads=2, template_size=64, search_size=128, num_bins=LINEAGE_BINS,
                       score_head=False, drop_path_rate=0.0)  # what DEPTH8 composes for student and teacher  # fmt: skip
 
 
@@ -110,6 +113,7 @@ def test_depth_pruned_checkpoint_tests_without_the_teacher_file(tiny_synth: Path
     ckpt = next(tmp_path.rglob("last.ckpt"))
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert saved["pruned_blocks"] == [0, 3, 6, 9] and not any(k.startswith("teacher.") for k in saved["state_dict"])
+    assert saved["state_dict"]["network.box_head.layers.1.0.weight"].shape[0] == LINEAGE_BINS
     teacher.unlink()
     test = run(["test", *args, "--ckpt_path", str(ckpt), "--model.init_args.results_dir", str(tmp_path / "results")],
                cwd=tmp_path)  # fmt: skip

@@ -293,7 +293,7 @@ def test_cli_teacher_checkpoint_is_refused(tmp_path: Path, tiny_synth: Path) -> 
     marker = tmp_path / "MARKER"
     path = write_checkpoint(tmp_path / "mixformer_vit_base_online.pth.tar", "official", payloads(marker)["exec"][0])
     configs = ["configs/mixformerv2_b_stage1.yaml", "configs/presets/cpu_smoke.yaml",
-               "configs/presets/cpu_smoke_mixformerv2/stage1.yaml"]
+               "configs/presets/cpu_smoke_mixformerv2/bins.yaml", "configs/presets/cpu_smoke_mixformerv2/stage1.yaml"]
     args = ["fit", *[a for c in configs for a in ("--config", str(ROOT / c))], *data_args(tiny_synth, tmp_path),
             "--model.init_args.teacher_checkpoint", str(path)]
     assert_cli_refused(run_cli(args, cwd=tmp_path), path, marker, only_line=False)

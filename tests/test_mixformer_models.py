@@ -10,7 +10,8 @@ import torch
 
 from conftest import fixtures_root
 from parity_harness import OFFICIAL_CONFIGS, PARITY_FAMILIES, forward_kwargs, official_config
-from trackers.models.checkpoints import load_strict
+from trackers.errors import SetupError
+from trackers.models.checkpoints import load_strict, load_weights
 from trackers.models.mixformerv2 import MixFormerV2, refresh_position_tables
 from trackers.models.surgery import prune_blocks_state_dict, reduce_mlp_state_dict
 from trackers.models.mixvit import MixViT, convert_official_state_dict as convert_mixvit
@@ -155,6 +156,25 @@ def test_softmax_flag_changes_distributions_not_boxes():
     assert torch.equal(probs.boxes, logits.boxes)
     assert torch.allclose(logits.aux["prob_l"].softmax(-1), probs.aux["prob_l"], atol=1e-6)
     assert probs.score is None
+
+
+def test_unresolved_bins_refuse_a_forward_then_follow_the_first_weights_loaded():
+    source = MixFormerV2(**TINY, depth=1, num_bins=12).eval()
+    model = MixFormerV2(**TINY, depth=1, num_bins=None).eval()
+    assert model.num_bins is None and not any(k.startswith("box_head.") for k in model.state_dict())
+    t, s = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 64, 64)
+    with pytest.raises(SetupError, match="num_bins: null"):
+        model(t, t, s)
+    load_weights(model, source.state_dict())
+    assert model.num_bins == 12 and list(model.state_dict()) == list(source.state_dict())  # official key order
+    with torch.no_grad():
+        torch.testing.assert_close(model(t, t, s).boxes, source(t, t, s).boxes)
+    model.set_num_bins(20)  # explicit rebuild: a fresh head of the new size
+    assert model(t, t, s).aux["prob_l"].shape == (1, 20) and model.box_head.stride == 64 / 20
+    assert not model.box_head.training and all(p.requires_grad for p in model.box_head.parameters())
+    model.backbone.requires_grad_(False)  # a frozen teacher: the rebuilt head is frozen with it
+    model.set_num_bins(8)
+    assert not any(p.requires_grad for p in model.box_head.parameters())
 
 
 # ------------------------------------------------------------------ fast exact inference

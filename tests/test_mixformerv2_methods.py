@@ -101,6 +101,15 @@ def test_stage1_rejects_bins_that_do_not_match_the_teacher_map(tmp_path):
         )
 
 
+def test_stage1_student_without_bins_takes_the_teacher_map_side(tmp_path):
+    teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
+    module = fit_setup(DenseToSparseDistillation(
+        network=tiny_v2(2, num_bins=None), teacher=teacher, teacher_checkpoint=saved(teacher, tmp_path / "t.pt")
+    ))  # fmt: skip
+    assert module.network.num_bins == teacher.feat_size == BINS
+    assert torch.isfinite(module.compute_losses(tiny_batch())["total"])
+
+
 def test_stage1_student_may_start_from_the_teacher_backbone(tmp_path):
     teacher = MixViT(**{**TINY, "depth": 2}, head_type="CORNER_UP", head_channels=16)
     module = DenseToSparseDistillation(
@@ -207,6 +216,39 @@ def test_checkpoint_after_pruning_restores_into_a_fresh_module_without_the_teach
     assert all(torch.equal(v, student[k]) for k, v in fresh.network.state_dict().items())
 
 
+LINEAGE_BINS = 12  # a checkpoint's bins that no default or map side gives
+
+
+def test_stage2_without_bins_takes_them_from_its_checkpoints_at_fit_start_and_on_restore(tmp_path):
+    teacher_ckpt = saved(tiny_v2(4, num_bins=LINEAGE_BINS), tmp_path / "stage1.pt")
+    build = lambda: DeepToShallowDistillation(network=tiny_v2(4, num_bins=None), teacher_checkpoint=teacher_ckpt)  # noqa: E731
+    module = build()
+    assert module.network.num_bins is None and module.teacher.num_bins is None
+    fit_setup(module)
+    assert module.network.num_bins == module.teacher.num_bins == LINEAGE_BINS
+    assert torch.isfinite(module.compute_losses(tiny_batch())["total"])
+    optimizer = module.configure_optimizers()["optimizer"]  # Lightning builds it after setup
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert {id(p) for p in module.network.box_head.parameters()} <= in_optimizer
+
+    checkpoint = {"state_dict": {k: v for k, v in module.state_dict().items() if not k.startswith("teacher.")}}
+    (tmp_path / "stage1.pt").unlink()  # `lightning test --ckpt_path` needs no teacher file
+    fresh = build()
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"], strict=True)
+    assert fresh.network.num_bins == fresh.teacher.num_bins == LINEAGE_BINS
+    torch.testing.assert_close(fresh.network.box_head.state_dict(), module.network.box_head.state_dict())
+
+
+def test_stage2_refuses_a_student_checkpoint_whose_bins_differ_from_the_given_teacher(tmp_path):
+    module = DeepToShallowDistillation(
+        network=tiny_v2(4, num_bins=None), teacher=tiny_v2(4), teacher_checkpoint=saved(tiny_v2(4), tmp_path / "t.pt"),
+        init_checkpoint=saved(tiny_v2(4, num_bins=LINEAGE_BINS), tmp_path / "s.pt"),
+    )  # fmt: skip
+    with pytest.raises(SetupError, match=f"student num_bins {LINEAGE_BINS} != teacher num_bins {BINS}"):
+        fit_setup(module)
+
+
 def test_mlp_reduction_slices_teacher_mlps_and_regenerates_tables(tmp_path):
     teacher = tiny_v2(2, mlp_ratio=4.0)
     student_net = tiny_v2(2, mlp_ratio=1.0, template_size=16, search_size=48, num_bins=BINS)
@@ -249,6 +291,21 @@ def test_score_stage_trains_only_the_score_head(tmp_path):
     optimizer = module.configure_optimizers()["optimizer"]
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert in_optimizer == {id(p) for p in module.network.score_head.parameters()}
+
+
+def test_score_stage_without_bins_takes_them_from_its_init_checkpoint_and_from_a_restored_one(tmp_path):
+    init = saved(tiny_v2(2, num_bins=LINEAGE_BINS), tmp_path / "d.pt")
+    module = fit_setup(ScoreHeadTraining(network=tiny_v2(2, score_head=True, num_bins=None), init_checkpoint=init))
+    assert module.network.num_bins == LINEAGE_BINS
+    trainable = {n for n, p in module.network.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("score_head.") for n in trainable)  # the new box head is frozen too
+
+    fresh = ScoreHeadTraining(network=tiny_v2(2, score_head=True, num_bins=None))
+    checkpoint = {"state_dict": module.state_dict()}
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"], strict=True)
+    assert fresh.network.num_bins == LINEAGE_BINS
+    assert not any(p.requires_grad for p in fresh.network.box_head.parameters())
 
 
 def test_score_stage_requires_init_checkpoint_when_fitting_starts():

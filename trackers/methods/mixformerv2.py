@@ -43,7 +43,12 @@ from trackers.errors import SetupError
 from trackers.freezing import freeze
 from trackers.inference.mixformerv2_tracker import MixFormerTracker, MixFormerTrackerConfig
 from trackers.methods.base import TrackingModule
-from trackers.methods.distillation import TEACHER_CHECKPOINT_KEY, DistillationModule, require_checkpoint
+from trackers.methods.distillation import (
+    TEACHER_CHECKPOINT_KEY,
+    TEACHER_PREFIX,
+    DistillationModule,
+    require_checkpoint,
+)
 from trackers.methods.mixformer_family import (
     BoxLossWeights,
     box_losses,
@@ -53,7 +58,7 @@ from trackers.methods.mixformer_family import (
     mixformer_forward,
     side_distributions,
 )
-from trackers.models.checkpoints import load_weights
+from trackers.models.checkpoints import LIGHTNING_MODEL_PREFIX, load_weights
 from trackers.models.mixformerv2 import MixFormerV2
 from trackers.models.mixvit import MixViT
 from trackers.nn.losses import box_regression_losses, distribution_kl_loss
@@ -81,6 +86,14 @@ class ScoreLossWeights:
 
 def _max_drop_path_rate(network: MixFormerV2) -> float:
     return max((getattr(block.drop_path, "drop_prob", 0.0) for block in network.backbone.blocks), default=0.0)
+
+
+def _check_same_bins(network: MixFormerV2, teacher: MixFormerV2) -> None:
+    if teacher.num_bins != network.num_bins:
+        raise SetupError(
+            f"student num_bins {network.num_bins} != teacher num_bins {teacher.num_bins}: the logit KL compares "
+            f"bin by bin; set model.init_args.network.init_args.num_bins to the teacher's (or null for both)"
+        )
 
 
 def _reject_pretrained(pretrained: str | None, why: str) -> None:
@@ -160,7 +173,8 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
     """Stage 1: prediction-token student learns the dense corner teacher's side distributions.
 
     Args:
-        network: 12-layer MixFormerV2 without score head, ``num_bins`` = the teacher's map side.
+        network: 12-layer MixFormerV2 without score head, ``num_bins`` = the teacher's map side (None:
+            set to it here).
         teacher: MixViT (pyramidal corner head); weights from ``teacher_checkpoint`` when fitting starts.
         pretrained: student backbone initialisation: ``mae`` or an MAE file (official), ``teacher``
             (the teacher's backbone: a stand-in for MAE where no weights can be had, e.g. the
@@ -179,6 +193,8 @@ class DenseToSparseDistillation(_MixFormerV2Distillation):
         tracker: MixFormerTrackerConfig = MixFormerTrackerConfig(),
         **kwargs: Any,
     ) -> None:
+        if network.num_bins is None:  # bins follow the teacher: one per corner-map row/column
+            network.set_num_bins(teacher.feat_size)
         if teacher.feat_size != network.num_bins:
             raise SetupError(
                 f"model.init_args.network.init_args.num_bins is {network.num_bins} but the teacher's corner maps are "
@@ -210,8 +226,11 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
     """Stage 2: a copy of the teacher becomes shallower (``LayerDecay``) or narrower (MLP reduction).
 
     Args:
-        network: the student architecture before pruning (e.g. 12 layers for 12 -> 8).
+        network: the student architecture before pruning (e.g. 12 layers for 12 -> 8). ``num_bins: null``
+            takes the bins of the checkpoint the student starts from (at fit start) or is restored from.
         teacher: the teacher architecture; None = the student's (a deep copy of the architecture).
+            ``num_bins: null``: those of ``teacher_checkpoint`` (or of the student, restoring a checkpoint
+            without the teacher).
         teacher_checkpoint (via ``DistillationModule``): the teacher's weights (stage 1, or the
             intermediate teacher), read when fitting starts.
         init_checkpoint: the student's initial weights, read when fitting starts; None = the teacher checkpoint.
@@ -241,11 +260,8 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
     ) -> None:
         _reject_pretrained(pretrained, "the student starts from init_checkpoint (default: the teacher's)")
         teacher = copy.deepcopy(network) if teacher is None else teacher
-        if teacher.num_bins != network.num_bins:
-            raise SetupError(
-                f"student num_bins {network.num_bins} != teacher num_bins {teacher.num_bins}: the logit KL compares "
-                f"bin by bin; set model.init_args.network.init_args.num_bins to the teacher's"
-            )
+        if None not in (teacher.num_bins, network.num_bins):
+            _check_same_bins(network, teacher)
         super().__init__(
             network=network, teacher=teacher, teacher_stage=teacher_stage, loss_weights=loss_weights, tracker=tracker,
             **kwargs,
@@ -264,7 +280,9 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
             path = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, "of the student")
         else:
             path = require_checkpoint(self.teacher_checkpoint, TEACHER_CHECKPOINT_KEY, self.teacher_stage)
+        # Unresolved bins of teacher and student are taken from their checkpoints by the loader.
         load_weights(self.network, path, prune_blocks=self.init_prune_blocks, reduce_mlp=self.init_reduce_mlp)
+        _check_same_bins(self.network, self.teacher)
 
     def teacher_side_probs(self, teacher: TrackerOutput) -> Tensor:
         return side_distributions(teacher)
@@ -288,7 +306,13 @@ class DeepToShallowDistillation(_MixFormerV2Distillation):
         checkpoint[PRUNED_BLOCKS_KEY] = list(self.pruned_blocks)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A checkpoint written after pruning holds the shallower student: prune this one the same way first."""
+        """Unresolved bins come from the checkpoint (the teacher's from its saved weights, else the student's);
+        a checkpoint written after pruning holds the shallower student: prune this one the same way first."""
+        state = checkpoint["state_dict"]
+        self.network.adopt_num_bins(state, LIGHTNING_MODEL_PREFIX)
+        self.teacher.adopt_num_bins(state, TEACHER_PREFIX)
+        if self.teacher.num_bins is None and self.network.num_bins is not None:
+            self.teacher.set_num_bins(self.network.num_bins)
         super().on_load_checkpoint(checkpoint)
         pruned = checkpoint.get(PRUNED_BLOCKS_KEY) or []
         if pruned and not self.pruned_blocks:
@@ -308,7 +332,8 @@ class ScoreHeadTraining(TrackingModule):
     head is frozen in train mode (its DropPath stays active, as in the official run).
 
     Args:
-        network: the deployable MixFormerV2 with ``score_head: true``.
+        network: the deployable MixFormerV2 with ``score_head: true``; ``num_bins: null`` takes the bins of
+            ``init_checkpoint`` (at fit start) or of the checkpoint it is restored from.
         init_checkpoint: the distilled network (stage 2 / S chain, or an official ``.pth.tar``), read
             when fitting starts (required then).
         init_stage: how ``init_checkpoint`` is produced (for the error when it is missing).
@@ -341,16 +366,20 @@ class ScoreHeadTraining(TrackingModule):
         self.init_prune_blocks = tuple(init_prune_blocks)
         for name, child in self.network.named_children():
             if name != SCORE_HEAD_ATTRIBUTE:
-                freeze(child, mode="train")
+                freeze(child, mode="train")  # a box head built later for a checkpoint's bins is frozen too
         self._negatives = torch.zeros((), dtype=torch.long)
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate"):
             check_template_number(self.trainer)
         super().setup(stage)
-        if stage == "fit":  # before a --ckpt_path restore
+        if stage == "fit":  # before a --ckpt_path restore; unresolved bins are taken from the checkpoint
             path = require_checkpoint(self.init_checkpoint, INIT_CHECKPOINT_KEY, self.init_stage)
             load_weights(self.network, path, prune_blocks=self.init_prune_blocks)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Unresolved bins come from the restored checkpoint (`lightning test --ckpt_path`, a resumed fit)."""
+        self.network.adopt_num_bins(checkpoint["state_dict"], LIGHTNING_MODEL_PREFIX)
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
         return mixformer_forward(self.network, batch, softmax=True, run_score_head=True)

@@ -17,11 +17,11 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor, nn
 
+from trackers.errors import SetupError
 from trackers.models.interface import BlockDrivenNetwork, head_input_check
 from trackers.models.mixvit import mixformer_backbone, stack_templates
 from trackers.models.registry import StateDict, register_family
-# Re-exported for trackers.methods.mixformerv2 until it loads through checkpoints.load_weights.
-from trackers.nn.heads.distribution import SIDES, DistributionHead
+from trackers.nn.heads.distribution import BINS_WEIGHT_KEY, SIDES, DistributionHead
 from trackers.nn.heads.score import ScoreHead, ScoreReduction
 from trackers.nn.template_cache import TemplateCache, encode_templates, run_blocks_with_cache
 from trackers.nn.vit import Gamma, GammaMode, TokenState
@@ -34,13 +34,19 @@ REPO_NUM_BINS = 72
 """Bins of models trained by the repository yamls (MixViT-B teacher at 288, stride 4)."""
 POSITION_TABLES = ("pos_embed_t", "pos_embed_s")
 SCORE_HEAD_PREFIX = "score_head."
+BOX_HEAD_ATTRIBUTE = "box_head"
+BOX_HEAD_BINS_KEY = f"{BOX_HEAD_ATTRIBUTE}.{BINS_WEIGHT_KEY}"
+"""State-dict key whose first dimension is the bins per side."""
 
 
 class MixFormerV2(BlockDrivenNetwork):
     """MixFormerV2 network (B: 8 blocks, 288/128; S: 4 blocks, MLP ratio 1, 224/112).
 
     Args:
-        num_bins: bins per side F (96 for the released checkpoints, 72 for repo-trained models).
+        num_bins: bins per side F (96 for the released checkpoints, 72 for repo-trained models);
+            None: not known yet, the box head is built by ``set_num_bins`` (the distillation method,
+            from the teacher's map side) or by the first weights loaded (``load_weights``, a restored
+            Lightning checkpoint), so a chain's bins follow its lineage.
         head_hidden_dim: width of both heads' hidden layer (official HIDDEN_DIM = ViT width).
         score_head: build the confidence head (online variant); forward runs it on request.
         score_reduction: 'mlp_then_mean' (official code) or 'mean_then_mlp' (paper).
@@ -56,7 +62,7 @@ class MixFormerV2(BlockDrivenNetwork):
         patch_size: int = 16,
         template_size: int = 128,
         search_size: int = 288,
-        num_bins: int = RELEASED_NUM_BINS,
+        num_bins: int | None = RELEASED_NUM_BINS,
         head_hidden_dim: int | None = None,
         score_head: bool = True,
         score_reduction: ScoreReduction = "mlp_then_mean",
@@ -79,7 +85,11 @@ class MixFormerV2(BlockDrivenNetwork):
             norm_eps=norm_eps,
             gamma_mode=gamma_mode,
         )
-        self.box_head = DistributionHead(embed_dim, hidden, num_bins, search_size)
+        self._box_head_dims = (embed_dim, hidden, search_size)
+        self.box_head: DistributionHead | None
+        self.register_module(BOX_HEAD_ATTRIBUTE, None)  # its place before the score head: official key order
+        if num_bins is not None:
+            self.set_num_bins(num_bins)
         if score_head:
             self.score_head = ScoreHead(embed_dim, hidden, score_reduction)
 
@@ -88,8 +98,32 @@ class MixFormerV2(BlockDrivenNetwork):
         return hasattr(self, "score_head")
 
     @property
-    def num_bins(self) -> int:
-        return self.box_head.num_bins
+    def num_bins(self) -> int | None:
+        """Bins per side; None until the box head is built."""
+        return None if self.box_head is None else self.box_head.num_bins
+
+    def set_num_bins(self, num_bins: int) -> None:
+        """(Re)build the box head for ``num_bins`` at its initialisation (score head untouched); call
+        before weights are loaded and before the optimizer is built (it replaces the head's parameters).
+
+        The new head joins the network as it is: on the backbone's device and dtype, in its train/eval
+        mode, and frozen when the backbone is (a frozen teacher, score-head training).
+        """
+        if num_bins < 1:
+            raise SetupError(f"model.init_args.network.init_args.num_bins must be positive, got {num_bins}")
+        head = DistributionHead(*self._box_head_dims[:2], num_bins, self._box_head_dims[2])
+        reference = next(self.backbone.parameters())
+        head.to(device=reference.device, dtype=reference.dtype).train(self.backbone.training)
+        head.requires_grad_(any(p.requires_grad for p in self.backbone.parameters()))
+        self.box_head = head
+
+    def adopt_num_bins(self, state: StateDict, prefix: str = "") -> None:
+        """Unresolved bins take those of ``state``'s box head (keys under ``prefix``); resolved bins stay
+        (a disagreeing checkpoint is then refused by strict loading, naming the shapes)."""
+        if self.num_bins is None:
+            bins = state_num_bins(state, prefix)
+            if bins is not None:
+                self.set_num_bins(bins)
 
     def embed(self, template: Tensor, online_template: Tensor | None, search: Tensor) -> TokenState:
         """Static and online template (or one (B, 2, 3, H, W) stack), search, then the 4 prediction tokens."""
@@ -120,6 +154,11 @@ class MixFormerV2(BlockDrivenNetwork):
     def head(self, state: TokenState, softmax: bool = True, run_score_head: bool = False) -> TrackerOutput:
         """Heads on the finalized state's prediction tokens (its extra tokens; no final norm)."""
         head_input_check(state, "MixFormerV2.head")
+        if self.box_head is None:
+            raise SetupError(
+                "MixFormerV2 has num_bins: null and nothing has set it yet: give "
+                "model.init_args.network.init_args.num_bins, or load weights (a checkpoint / the teacher) first"
+            )
         reg_tokens = state.extra_tokens
         boxes, dists = self.box_head(reg_tokens, softmax)
         score = None
@@ -165,8 +204,17 @@ class MixFormerV2(BlockDrivenNetwork):
 # ---------------------------------------------------------------------------------------------
 
 
+def state_num_bins(state: StateDict, prefix: str = "") -> int | None:
+    """Bins per side of the MixFormerV2 box head in ``state`` (keys under ``prefix``); None without one."""
+    weight = state.get(f"{prefix}{BOX_HEAD_BINS_KEY}")
+    return None if weight is None else int(weight.shape[0])
+
+
 def convert_for_model(state: StateDict, model: nn.Module) -> StateDict:
     """The family converter: a checkpoint of any chain stage (names are the official ones) -> ``model``.
+
+    A model built with ``num_bins: None`` takes the checkpoint's bins here (its head is built before
+    the strict load), so a stage initialised from its predecessor needs no bin count in its config.
 
     The fixed sin-cos tables come from ``model`` when the checkpoint's are for another input size
     (e.g. 288 -> 224 for S); a score head is dropped when ``model`` has none and kept at its init
@@ -175,6 +223,7 @@ def convert_for_model(state: StateDict, model: nn.Module) -> StateDict:
     """
     if not isinstance(model, MixFormerV2):
         return state
+    model.adopt_num_bins(state)
     state = refresh_position_tables(state, model)
     has_score = any(k.startswith(SCORE_HEAD_PREFIX) for k in state)
     if model.has_score_head and not has_score:

@@ -16,6 +16,8 @@ from trackers.nn.heads.soft_argmax import bin_positions, expectation_1d
 SIDES = ("l", "r", "t", "b")
 """Prediction-token order in the backbone sequence (the official head unbinds l, r, t, b)."""
 NUM_LAYERS = 2
+BINS_WEIGHT_KEY = f"layers.{NUM_LAYERS - 1}.0.weight"
+"""The last Linear's weight, (F, hidden): its first dimension is the bins per side."""
 
 
 class DistributionHead(nn.Module):
