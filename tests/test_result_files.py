@@ -94,3 +94,44 @@ def test_trackingnet_zip_holds_flat_sequence_files(tmp_path: Path) -> None:
         assert zf.namelist() == ["airplane-1.txt"]
         lines = zf.read("airplane-1.txt").decode().splitlines()
     assert len(lines) == len(BOXES) and all(line.count(",") == 3 for line in lines)
+
+
+class _CountingTracker:
+    """Records an 'exit' per frame that depends on the frame, as an early-exit tracker would."""
+
+    name = "counting"
+
+    def initialize(self, frame: np.ndarray, box_xywh: np.ndarray) -> None:
+        self.box = np.asarray(box_xywh, dtype=np.float64)
+
+    def track(self, frame: np.ndarray):  # noqa: ANN201 - a TrackResult
+        from trackers.inference.online import TrackResult
+
+        return TrackResult(self.box, extras={"exit": float(frame[0, 0, 0] % 3)})
+
+
+class _Frames:
+    def __len__(self) -> int:
+        return 5
+
+    def load_frame(self, index: int) -> np.ndarray:
+        return np.full((4, 4, 3), index, dtype=np.uint8)
+
+
+def test_per_frame_extras_are_carried_and_stored_beside_the_raw_results(tmp_path: Path) -> None:
+    """A tracker's per-frame values reach the OPE run (NaN for frame 0) and a sub-folder the toolkits never read."""
+    from trackers.evaluation.result_files import read_per_frame_values, write_per_frame_values
+    from trackers.inference.ope import run_sequence
+
+    run = run_sequence(_CountingTracker(), _Frames(), np.array([1.0, 2.0, 3.0, 4.0]))
+    np.testing.assert_array_equal(run.extras["exit"][1:], [1.0, 2.0, 0.0, 1.0])
+    assert np.isnan(run.extras["exit"][0])
+    raw = tmp_path / "raw"
+    write_per_frame_values(raw, "car-1", run.extras)
+    write_raw_results(raw, "car-1", run.boxes, run.times)
+    write_raw_results(raw, "car-10", run.boxes, run.times)
+    assert finished_sequences(raw) == {"car-1", "car-10"}
+    back = read_per_frame_values(raw, "car-1")
+    assert back.keys() == {"exit"}
+    np.testing.assert_array_equal(back["exit"], run.extras["exit"])
+    assert read_per_frame_values(raw, "car-10") == {}

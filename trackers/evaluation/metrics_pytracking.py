@@ -18,6 +18,8 @@ CENTER_THRESHOLDS = np.arange(51, dtype=np.float64)
 NORM_CENTER_THRESHOLDS = np.arange(51, dtype=np.float64) / 100.0
 SCORE_INDEX_PRECISION = 20  # 20 px
 SCORE_INDEX_NORM_PRECISION = 20  # 0.20 of the GT size
+SCORE_INDEX_OP50 = 10  # OVERLAP_THRESHOLDS[10] = 0.50
+SCORE_INDEX_OP75 = 15  # OVERLAP_THRESHOLDS[15] = 0.75
 
 
 class InvalidResultsError(ValueError):
@@ -155,8 +157,8 @@ def summarize(success: np.ndarray, precision: np.ndarray, norm_precision: np.nda
     )
     return {
         "AUC": float(success_curve.mean(-1)),
-        "OP50": float(success_curve[10]),
-        "OP75": float(success_curve[15]),
+        "OP50": float(success_curve[SCORE_INDEX_OP50]),
+        "OP75": float(success_curve[SCORE_INDEX_OP75]),
         "Precision": float(precision_curve[SCORE_INDEX_PRECISION]),
         "NormPrecision": float(norm_curve[SCORE_INDEX_NORM_PRECISION]),
         "success_curve": success_curve.numpy(),

@@ -8,6 +8,7 @@ the functional cores' (``metrics_*.py``); this module only accumulates.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
@@ -65,9 +66,10 @@ class OPEMetric(Metric):
         except ValueError as err:
             raise type(err)(f"sequence {name or '?'} ({self.convention}): {err}") from err
 
+    @abstractmethod
     def _update_sequence(self, pred: np.ndarray, gt: np.ndarray, visible: np.ndarray | None,
                          image_size: tuple[int, int] | None) -> None:
-        raise NotImplementedError
+        """The convention's per-sequence accumulation (states added in ``__init__``)."""
 
     def _finish(self, summary: dict, scalars: tuple[str, ...]) -> dict[str, Tensor]:
         out = {k: torch.tensor(float(summary[k]), dtype=torch.float64) for k in scalars}
@@ -146,8 +148,13 @@ class TrackingNetOPE(OPEMetric):
     def __init__(self, strict_success: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.strict_success = strict_success
-        for key in ("success", "precision", "norm_precision"):
-            self._add_rows(key, 21, torch.float64)
+        curves = {
+            "success": metrics_trackingnet.SUCCESS_THRESHOLDS,
+            "precision": metrics_trackingnet.PRECISION_THRESHOLDS,
+            "norm_precision": metrics_trackingnet.NORM_PRECISION_THRESHOLDS,
+        }
+        for key, thresholds in curves.items():
+            self._add_rows(key, len(thresholds), torch.float64)
         self.add_state("covered_frames", default=torch.tensor(0), dist_reduce_fx="sum")
         self.add_state("num_frames", default=torch.tensor(0), dist_reduce_fx="sum")
 

@@ -19,6 +19,10 @@ import numpy as np
 
 FLOAT_FORMAT = "%.4f"
 TIME_SUFFIX = "_time"
+PER_FRAME_DIR = "per_frame"
+"""Sub-folder of a raw folder with ``<seq>/<name>.txt``: per-frame values a method records besides boxes
+and times (e.g. an early-exit index). Kept out of the raw folder itself, so toolkits and
+``finished_sequences`` only ever see boxes and times there."""
 
 
 def _format_rows(values: np.ndarray, delimiter: str, fmt: str) -> str:
@@ -65,6 +69,22 @@ def write_raw_results(
     path = out_dir / f"{seq_name}.txt"
     _write_atomic(path, text)
     return path
+
+
+def write_per_frame_values(out_dir: str | Path, seq_name: str, values: dict[str, np.ndarray]) -> list[Path]:
+    """``<out_dir>/per_frame/<seq>/<name>.txt``, one value per frame (``nan`` where none was recorded)."""
+    paths = []
+    for name, column in values.items():
+        path = Path(out_dir) / PER_FRAME_DIR / seq_name / f"{name}.txt"
+        _write_atomic(path, _format_rows(np.asarray(column, dtype=np.float64).reshape(-1, 1), "\t", "%g"))
+        paths.append(path)
+    return paths
+
+
+def read_per_frame_values(out_dir: str | Path, seq_name: str) -> dict[str, np.ndarray]:
+    """Every per-frame column written for ``seq_name`` (empty when the method records none)."""
+    folder = Path(out_dir) / PER_FRAME_DIR / seq_name
+    return {path.stem: np.loadtxt(path, dtype=np.float64, ndmin=1) for path in sorted(folder.glob("*.txt"))}
 
 
 def read_raw_results(path: str | Path) -> np.ndarray:

@@ -9,6 +9,7 @@ happens when an index is skipped or revisited), so memory stays at one frame.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
 
 
-class _IndexedFrames:
+class _IndexedFrames(ABC):
     """Shared by both sources: length, last-frame cache, in-order iteration."""
 
     path: Path
@@ -52,8 +53,9 @@ class _IndexedFrames:
         for index in range(self._length):
             yield self.load_frame(index)
 
+    @abstractmethod
     def _decode(self, index: int) -> np.ndarray:
-        raise NotImplementedError
+        """Frame ``index`` from the source (a file of the folder, a seek in the video)."""
 
     def close(self) -> None:
         """Release what the source holds open (a video decoder)."""

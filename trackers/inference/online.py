@@ -8,7 +8,7 @@ how a network's output becomes a normalised crop box (``predict``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from trackers.geometry.normalize import normalize_image
 class TrackResult:
     box: np.ndarray  # (4,) frame xywh
     score: float | None = None
+    extras: dict[str, float] = field(default_factory=dict)  # per-frame values a method records (e.g. DyTrack's exit index)
 
 
 class OnlineTracker(ABC):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -24,6 +24,7 @@ class SequenceRun:
     boxes: np.ndarray  # (L, 4) frame xywh; row 0 is the init box
     times: np.ndarray  # (L,) seconds per initialize/track call
     scores: np.ndarray  # (L,) confidence, NaN where the tracker gives none
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (L,), NaN where not given (frame 0)
 
 
 def run_sequence(
@@ -37,6 +38,7 @@ def run_sequence(
     boxes = np.zeros((length, 4), dtype=np.float64)
     times = np.zeros(length, dtype=np.float64)
     scores = np.full(length, np.nan, dtype=np.float64)
+    extras: dict[str, np.ndarray] = {}
     frame = frames.load_frame(0)
     start = time.perf_counter()
     tracker.initialize(frame, np.asarray(init_box, dtype=np.float64))
@@ -50,6 +52,8 @@ def run_sequence(
         boxes[i] = result.box
         if result.score is not None:
             scores[i] = result.score
+        for name, value in result.extras.items():
+            extras.setdefault(name, np.full(length, np.nan, dtype=np.float64))[i] = value
         if on_frame is not None:
             on_frame(i)
-    return SequenceRun(boxes, times, scores)
+    return SequenceRun(boxes, times, scores, extras)

@@ -29,7 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from trackers.evaluation.protocols import benchmark_key, export_official_results, metrics_for
-from trackers.evaluation.result_files import read_raw_results, write_raw_results
+from trackers.evaluation.result_files import read_raw_results, write_per_frame_values, write_raw_results
 from trackers.freezing import freeze_parameters
 from trackers.inference.online import OnlineTracker
 from trackers.inference.ope import SequenceRun, run_sequence
@@ -162,6 +162,7 @@ class TrackingModule(L.LightningModule, ABC):
             run = SequenceRun(boxes, np.full(len(boxes), np.nan), np.full(len(boxes), np.nan))
         else:
             run = run_sequence(self._tracker, sequence, sequence.gt_boxes[0])
+            write_per_frame_values(out_dir, sequence.name, run.extras)  # before the box file: see finished_sequences
             write_raw_results(out_dir, sequence.name, run.boxes, run.times)
         for metric in self.test_metrics.values():
             metric.update(run.boxes, sequence.gt_boxes, sequence.visible, sequence.image_size, sequence.name)
