@@ -168,6 +168,30 @@ def allowed_globals() -> dict[str, Any]:
     }
 
 
+def python3_name(module: str, name: str) -> tuple[str, str]:
+    """Protocol-2 pickles (``torch.save``'s default) write Python 2 names: ``commands.call`` is ``subprocess.call``."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+def refused_global(full: str, allowed: dict[str, Any]) -> str | None:
+    """What a global ``module.name`` would run if the pickle may not hold it (None: allowed or a stand-in).
+
+    The one rule shared by the static scan of a file (before anything is unpickled) and by
+    :meth:`SafeUnpickler.find_class`: allow-listed data constructors pass, globals of
+    :data:`DENIED_MODULES` are refused, anything else becomes an inert stand-in.
+    """
+    if full in allowed:
+        return None
+    module, name = python3_name(*full.rsplit(".", 1))
+    if f"{module}.{name}" in allowed:
+        return None
+    if module.split(".")[0] in DENIED_MODULES:
+        return f"os.{name}" if module in ("posix", "nt") else f"{module}.{name}"  # os.system is posix.system
+    return None
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler whose ``find_class`` never imports and never returns a callable outside the allow-list.
 
@@ -203,15 +227,13 @@ class SafeUnpickler(pickle.Unpickler):
         self._stand_ins: dict[str, type[InertObject]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol 2 files write Python 2 names
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
+        module, name = python3_name(module, name)
         full = f"{module}.{name}"
         if full in self._allowed:
             return self._allowed[full]
-        if module.split(".")[0] in DENIED_MODULES:
-            raise RefusedCall(f"os.{name}" if module in ("posix", "nt") else full)  # os.system is posix.system
+        refused = refused_global(full, self._allowed)
+        if refused is not None:
+            raise RefusedCall(refused)
         if full not in self._stand_ins:
             self._stand_ins[full] = _stand_in_class(module, name)
         return self._stand_ins[full]
@@ -251,21 +273,18 @@ def load_checkpoint_data(path: str | Path, tensors_only: bool | None = None, mma
         raise _unreadable(path, err) from None
     if _is_torchscript(path):
         raise BadFileError(f"checkpoint {path} is a TorchScript archive (code); {RESAVE_HINT}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=use_mmap, pickle_module=_SafePickleModule)
-    except RefusedCall as refused:
-        raise BadFileError(
-            f"checkpoint {path} refused: loading it would call {refused.target} (code, not data; nothing was run); "
-            f"{RESAVE_HINT}"
-        ) from None
-    except Exception as err:  # noqa: BLE001 - see above
-        raise _unreadable(path, err) from None
-    classes = sorted({type(o).inert_name for o in _inert_objects(obj)})
-    if tensors_only:
+    foreign = _foreign_globals(path)  # read from the opcodes; nothing is unpickled for it
+    refused = next((r for g in foreign if (r := refused_global(g, allowed_globals())) is not None), None)
+    if refused is not None:
+        raise _refusal(path, refused)
+    if tensors_only:  # nothing more is unpickled: the weights-only read above already said no
         raise BadFileError(
             f"checkpoint {path} refused: a Lightning checkpoint holds tensors and plain data only, this one holds "
-            f"{', '.join(classes[:3]) or 'objects torch does not allow'}; {RESAVE_HINT}"
+            f"{', '.join('.'.join(python3_name(*g.rsplit('.', 1))) for g in foreign[:3]) or 'objects torch does not allow'}; "
+            f"{RESAVE_HINT}"
         )
+    obj = _load_with_allow_list(path, use_mmap)
+    classes = sorted({type(o).inert_name for o in _inert_objects(obj)})
     if classes:
         warnings.warn(
             f"{path}: holds non-tensor objects of {', '.join(classes[:3])}; read as inert stand-ins (none of "
@@ -273,6 +292,42 @@ def load_checkpoint_data(path: str | Path, tensors_only: bool | None = None, mma
             stacklevel=3,
         )
     return obj
+
+
+def _load_with_allow_list(path: Path, use_mmap: bool) -> Any:
+    """An official file with settings objects, unpickled by :class:`SafeUnpickler` only.
+
+    ``torch.load`` serves as the archive reader (storages, legacy formats, ``map_location``); every
+    pickle in the file goes through ``pickle_module``, i.e. :class:`SafeUnpickler`'s allow-list
+    (torch's wrapper only maps legacy ``*Storage`` names to its inert ``StorageType`` before
+    delegating to our ``find_class``). TorchScript archives, the one case where torch would hand the
+    file to another loader, are refused before this is reached, and so is every file whose opcodes
+    name a global of :data:`DENIED_MODULES`.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=use_mmap, pickle_module=_SafePickleModule)
+    except RefusedCall as refused:  # a call the static scan could not see (legacy formats)
+        raise _refusal(path, refused.target) from None
+    except Exception as err:  # noqa: BLE001 - any failure to parse a file means the file is unusable
+        raise _unreadable(path, err) from None
+
+
+def _foreign_globals(path: Path) -> list[str]:
+    """Globals a zip checkpoint's pickles name beyond torch's weights-only allow-list, read from the
+    opcodes without unpickling (torch's ``get_unsafe_globals_in_checkpoint``); legacy files: none
+    listed, the allow-list unpickler alone decides."""
+    if not zipfile.is_zipfile(path):
+        return []
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # noqa: BLE001 - an archive torch cannot scan is judged by the unpickler
+        return []
+
+
+def _refusal(path: Path, target: str) -> BadFileError:
+    return BadFileError(
+        f"checkpoint {path} refused: loading it would call {target} (code, not data; nothing was run); {RESAVE_HINT}"
+    )
 
 
 def check_checkpoint_file(path: str | Path) -> Any:
@@ -342,7 +397,7 @@ def _unreadable(path: Path, err: BaseException) -> BadFileError:
 
 
 def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives hold code; ``torch.load(weights_only=False)`` would hand them to ``torch.jit.load``."""
+    """TorchScript archives hold code; torch's full (non-weights-only) loading would hand them to ``torch.jit.load``."""
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
