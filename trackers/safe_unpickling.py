@@ -274,9 +274,10 @@ def load_checkpoint_data(path: str | Path, tensors_only: bool | None = None, mma
     if _is_torchscript(path):
         raise BadFileError(f"checkpoint {path} is a TorchScript archive (code); {RESAVE_HINT}")
     foreign = _foreign_globals(path)  # read from the opcodes; nothing is unpickled for it
-    refused = next((r for g in foreign if (r := refused_global(g, allowed_globals())) is not None), None)
-    if refused is not None:
-        raise _refusal(path, refused)
+    allowed = allowed_globals()
+    refused = sorted({r for g in foreign if (r := refused_global(g, allowed)) is not None})
+    if refused:
+        raise _refusal(path, ", ".join(refused))
     if tensors_only:  # nothing more is unpickled: the weights-only read above already said no
         raise BadFileError(
             f"checkpoint {path} refused: a Lightning checkpoint holds tensors and plain data only, this one holds "
