@@ -15,7 +15,7 @@ import torch
 from lightning_app.pipeline.chain import Chain, Comparison, Stage, load_chain
 from lightning_app.config_loading import build_model_from_configs
 from lightning_app.pipeline.evaluate import NoTracker, StageEval, headline_scores, measure_speed
-from lightning_app.pipeline.report import format_comparisons, format_summary, write_summary
+from lightning_app.pipeline.report import format_comparisons, format_spreads, format_summary, write_summary
 from lightning_app.pipeline.runner import StageJob, run_chain
 from trackers.errors import SetupError
 from trackers.evaluation.speed import SpeedReport
@@ -283,14 +283,67 @@ def test_comparisons_are_checked_and_printed_with_difference_and_ratio(tmp_path)
     with pytest.raises(SetupError, match="'z', which is not a stage"):
         load_chain(str(path))
     evaluations = {"a": StageEval({"AUC": 40.0}), "b": StageEval({"AUC": 38.5}), "c": StageEval(notes=["failed"])}
-    comparisons = [Comparison("(b) pruned", "b", "a"), Comparison("(c)", "b", "c")]
-    assert format_comparisons(comparisons, evaluations) == [
+    comparisons = (Comparison("(b) pruned", "b", "a"), Comparison("(c)", "b", "c"))
+    toy = Chain("toy", tmp_path / "out", chain.stages, comparisons)
+    assert format_comparisons(toy, evaluations) == [
         "(b) pruned: b AUC 38.50 vs a 40.00: -1.50 points, 96.2%",
         "(c): no AUC for c",
     ]
-    written = json.loads(write_summary(Chain("toy", tmp_path / "out", chain.stages, tuple(comparisons)),
-                                       evaluations).read_text())
-    assert written["stages"]["b"]["scores"] == {"AUC": 38.5} and written["comparisons"][0].endswith("96.2%")
+    written = json.loads(write_summary(toy, evaluations).read_text())
+    assert written["stages"]["b"]["scores"] == {"AUC": 38.5}
+    assert written["comparisons"][0]["line"].endswith("96.2%") and written["comparisons"][0]["ratio"]["values"] == [
+        pytest.approx(96.25)]
+
+
+def test_seeded_chain_runs_each_arm_per_seed_from_the_same_seeds_inputs_and_reports_spreads(tmp_path):
+    chain = Chain(
+        "toy", tmp_path / "root",
+        (Stage("t", "t.yaml", shared=True), Stage("a", "a.yaml", {"model.init_args.teacher_checkpoint": "t"}),
+         Stage("b", "b.yaml", {"model.init_args.teacher_checkpoint": "a"})),
+        (Comparison("b vs a", "b", "a"), Comparison("b vs t", "b", "t")),
+        seeds=(3, 7), baselines={"first_box": "first_box.yaml"},
+    )  # fmt: skip
+    fake = FakeLightning()
+    run = run_chain(chain, runner=fake, measure=fake_speed)
+    fits = [c for c in fake.calls if c[3] == "fit"]
+    assert [str(Path(_arg(c, "--trainer.default_root_dir")).relative_to(chain.root)) for c in fits] == [
+        "t", "a/seed3", "a/seed7", "b/seed3", "b/seed7"]
+    assert [_arg(c, "--seed_everything") for c in fits[1:]] == ["3", "7", "3", "7"]
+    assert not any(a.startswith("--seed_everything") for a in fits[0])  # the shared stage keeps its config's seed
+    assert _arg(fits[1], "--model.init_args.teacher_checkpoint") == run.checkpoints["t"]
+    assert _arg(fits[4], "--model.init_args.teacher_checkpoint") == run.checkpoints["a/seed7"]
+    baseline = fake.calls[-1]
+    assert baseline[3] == "test" and _configs(baseline) == ["t.yaml", "first_box.yaml"]
+    assert not any(a.startswith("--ckpt_path") for a in baseline)
+    assert run.evaluations["first_box"].notes == ["baseline"]
+
+    evaluations = {"t": StageEval({"AUC": 50.0}), "a/seed3": StageEval({"AUC": 40.0}),
+                   "a/seed7": StageEval({"AUC": 44.0}), "b/seed3": StageEval({"AUC": 30.0}),
+                   "b/seed7": StageEval({"AUC": 34.0}), "first_box": StageEval({"AUC": 5.0}, notes=["baseline"])}
+    lines = format_comparisons(chain, evaluations)
+    assert lines[0] == "b vs a: b AUC 32.00 +- 2.83 (30.00, 34.00) vs a 42.00 +- 2.83 (40.00, 44.00): " \
+                       "-10.00 +- 0.00 (-10.00, -10.00) points, 76.1 +- 1.6% (75.0, 77.3)"
+    assert lines[1].startswith("b vs t: b AUC 32.00 +- 2.83 (30.00, 34.00) vs t 50.00 +- 0.00 (50.00, 50.00)")
+    spreads = format_spreads(chain, evaluations)
+    assert spreads[1] == "a: AUC 42.00 +- 2.83 (40.00, 44.00); 8.40 +- 0.57x (8.00, 8.80) first_box"
+    summary = json.loads(write_summary(chain, evaluations).read_text())
+    assert summary["auc_over_seeds"]["b"] == {"mean": 32.0, "std": pytest.approx(2.828, abs=1e-3),
+                                              "values": [30.0, 34.0]}
+    assert summary["baseline_multiples"]["first_box"]["t"]["values"] == [10.0]
+    assert summary["comparisons"][0]["difference"]["values"] == [-10.0, -10.0]
+
+
+def test_chain_yaml_seeds_shared_stages_and_baselines_are_read_and_checked(tmp_path):
+    path = tmp_path / "chain.yaml"
+    stages = "stages:\n  - {name: t, config: t.yaml, shared: true}\n  - {name: a, config: a.yaml}\n"
+    path.write_text(stages + "seeds: [0, 1]\nbaselines: {first_box: f.yaml}\n")
+    chain = load_chain(str(path))
+    assert chain.seeds == (0, 1) and chain.baselines == {"first_box": "f.yaml"} and chain.stage("t").shared
+    assert chain.stage_seeds("t") == (None,) and chain.instance("a", 1) == "a/seed1" and chain.instance("t", 1) == "t"
+    for bad in ("seeds: [0, 0]\n", "seeds: 2\n", "baselines: {a: f.yaml}\n"):
+        path.write_text(stages + bad)
+        with pytest.raises(SetupError, match="seeds|baselines"):
+            load_chain(str(path))
 
 
 def test_the_miniature_ablation_chain_compares_its_arms(monkeypatch):

@@ -23,7 +23,12 @@ in the table, never stops the chain.
 
 A chain may also list ``comparisons`` (``{label, stage, baseline}``): after the table each prints
 the stage's AUC against the baseline's (difference and ratio), e.g. an ablation's two arms; the
-table and the comparisons are also written to ``<root>/summary.json``.
+table and the comparisons are also written to ``<root>/summary.json``. ``seeds: [0, 1]`` runs every
+stage not marked ``shared: true`` once per seed (``<root>/<stage>/seed<k>``, ``--seed_everything k``,
+fed by the same seed's earlier stages); stages and comparisons are then reported as mean +- spread
+over the seeds, paired seed by seed. ``baselines: {first_box: configs/baselines/first_box.yaml}``
+tests checkpoint-free trackers on the same benchmark, and each stage's AUC is given as a multiple
+of theirs.
 
 Finished stages are reused on the next call when they were made with the same configs;
 ``--use STAGE=PATH`` replaces a stage by any checkpoint (a Lightning ``.ckpt`` or an official
@@ -33,6 +38,7 @@ Finished stages are reused on the next call when they were made with the same co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +46,7 @@ from pathlib import Path
 from lightning_app.commands.benchmark import LATENCY_ITERS, LATENCY_WARMUP, check_latency_calls
 from lightning_app.pipeline.chain import Chain, load_chain
 from lightning_app.pipeline.evaluate import measure_speed
-from lightning_app.pipeline.report import format_comparisons, format_summary, write_summary
+from lightning_app.pipeline.report import format_comparisons, format_spreads, format_summary, write_summary
 from lightning_app.pipeline.runner import run_chain
 from trackers.errors import SetupError
 from trackers.safe_unpickling import check_checkpoint_file
@@ -76,7 +82,7 @@ def main(argv: list[str]) -> int:
     check_latency_calls(args.latency_warmup, args.latency_iters)
     chain = load_chain(args.chain)
     if args.root is not None:
-        chain = Chain(chain.name, args.root, chain.stages, chain.comparisons)
+        chain = dataclasses.replace(chain, root=args.root)
     use = dict(_pairs(args.use, "--use"))
     for path in use.values():
         if Path(path).exists():  # a missing one is reported by the chain, naming its stage
@@ -101,6 +107,6 @@ def main(argv: list[str]) -> int:
         print(f"[pipeline] {chain.name}: finished; {last} -> {run.checkpoints[last]}")
         if run.evaluations:
             print(format_summary(run.evaluations, args.latency_iters))
-            print("\n".join(format_comparisons(chain.comparisons, run.evaluations)))
+            print("\n".join([*format_spreads(chain, run.evaluations), *format_comparisons(chain, run.evaluations)]))
             print(f"[pipeline] summary: {write_summary(chain, run.evaluations)}")
     return 0

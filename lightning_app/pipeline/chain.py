@@ -23,6 +23,7 @@ class Stage:
     inputs: dict[str, str] = field(default_factory=dict)  # config key -> earlier stage name
     configs: tuple[str, ...] = ()  # extra fragments of this stage
     presets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # preset path -> fragments following it
+    shared: bool = False  # run once even when the chain has seeds (e.g. the teacher every seed's arms learn from)
 
     def config_files(self, extra_configs: Sequence[str] = ()) -> list[str]:
         """The experiment, then each fragment directly followed by this stage's companions of it."""
@@ -48,10 +49,25 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Chain:
+    """Stages in order; with ``seeds`` every stage not ``shared`` runs once per seed (``--seed_everything``),
+    fed by the same seed's earlier stages, so comparisons can report a spread; ``baselines`` are
+    checkpoint-free trackers (``configs/baselines/*.yaml``) tested on the chain's benchmark."""
+
     name: str
     root: Path
     stages: tuple[Stage, ...]
     comparisons: tuple[Comparison, ...] = ()
+    seeds: tuple[int, ...] = ()
+    baselines: dict[str, str] = field(default_factory=dict)  # name -> config fragment
+
+    def stage_seeds(self, name: str) -> tuple[int | None, ...]:
+        """The seeds stage ``name`` runs with: (None,) once with its config's seed."""
+        return (None,) if self.stage(name).shared or not self.seeds else self.seeds
+
+    def instance(self, name: str, seed: int | None) -> str:
+        """The run of stage ``name`` for ``seed`` (its folder under ``root``): ``name`` or ``name/seed<k>``;
+        a shared stage has one run whatever the seed."""
+        return name if seed is None or self.stage(name).shared or not self.seeds else f"{name}/seed{seed}"
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -79,7 +95,14 @@ def load_chain(name_or_path: str) -> Chain:
             raise SetupError(f"{path}: stage {stage.name!r} takes input from {unknown[0]!r}, which is not an earlier stage")
         seen.add(stage.name)
     comparisons = tuple(_comparison(c, path, seen) for c in data.get("comparisons") or [])
-    return Chain(path.stem, Path(data.get("root", f"outputs/{path.stem}")), stages, comparisons)
+    seeds = data.get("seeds") or []
+    if not isinstance(seeds, list) or not all(isinstance(k, int) for k in seeds) or len(set(seeds)) != len(seeds):
+        raise SetupError(f"{path}: 'seeds' is a list of distinct integers, got {seeds!r}")
+    baselines = data.get("baselines") or {}
+    if not isinstance(baselines, dict) or set(baselines) & seen:
+        raise SetupError(f"{path}: 'baselines' maps a name (not a stage's) to a config fragment, got {baselines!r}")
+    return Chain(path.stem, Path(data.get("root", f"outputs/{path.stem}")), stages, comparisons, tuple(seeds),
+                 {str(k): str(v) for k, v in baselines.items()})
 
 
 def _comparison(entry: Any, path: Path, stages: set[str]) -> Comparison:
@@ -101,4 +124,5 @@ def _stage(entry: dict[str, Any], path: Path) -> Stage:
         dict(entry.get("inputs") or {}),
         tuple(entry.get("configs") or ()),
         {preset: tuple(fragments) for preset, fragments in presets.items()},
+        bool(entry.get("shared", False)),
     )

@@ -134,6 +134,11 @@ class _MixFormerV2Distillation(DistillationModule):
     def mimics_features(self) -> bool:
         return bool(self.feature_pairs) and self.loss_weights.feature > 0
 
+    @property
+    def learns_from_teacher(self) -> bool:
+        """False when every teacher-side weight is 0 (a ground-truth-only arm): the teacher is not run."""
+        return self.loss_weights.logit > 0 or self.mimics_features
+
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate"):  # before any weights are read
             check_template_number(self.trainer)
@@ -146,7 +151,7 @@ class _MixFormerV2Distillation(DistillationModule):
 
     def compute_losses(self, batch: TrackingBatch) -> dict[str, Tensor]:
         student = self(batch)
-        if not self.has_teacher_weights:  # `validate` without the teacher file: ground-truth losses only
+        if not (self.has_teacher_weights and self.learns_from_teacher):  # ground-truth losses only
             return box_losses(student, batch, self.loss_weights)
         features = self.feature_pairs.teacher if self.mimics_features else ()
         teacher = self.teacher_forward(mixformer_forward, batch, softmax=True, return_features=features)

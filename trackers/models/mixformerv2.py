@@ -24,7 +24,7 @@ from trackers.models.registry import StateDict, register_family
 from trackers.nn.heads.distribution import BINS_WEIGHT_KEY, SIDES, DistributionHead
 from trackers.nn.heads.score import ScoreHead, ScoreReduction
 from trackers.nn.template_cache import TemplateCache, encode_templates, run_blocks_with_cache
-from trackers.nn.vit import Gamma, GammaMode, TokenState
+from trackers.nn.vit import Gamma, GammaMode, TokenState, WeightInit
 from trackers.types import TrackerOutput
 
 NUM_PREDICTION_TOKENS = len(SIDES)
@@ -51,6 +51,8 @@ class MixFormerV2(BlockDrivenNetwork):
         score_head: build the confidence head (online variant); forward runs it on request.
         score_reduction: 'mlp_then_mean' (official code) or 'mean_then_mlp' (paper).
         gamma_mode: how a depth-pruning residual scale enters a block ('branch' = official code).
+        weight_init: the backbone's Linear init; 'torch' (PyTorch's default) as the official backbone,
+            which skips timm's constructor (spec §1.1); 'timm' for trunc_normal 0.02.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class MixFormerV2(BlockDrivenNetwork):
         drop_path_rate: float | Sequence[float] = 0.1,
         norm_eps: float = 1e-6,
         gamma_mode: GammaMode = "branch",
+        weight_init: WeightInit = "torch",
     ) -> None:
         super().__init__()
         hidden = embed_dim if head_hidden_dim is None else head_hidden_dim
@@ -84,6 +87,7 @@ class MixFormerV2(BlockDrivenNetwork):
             drop_path_rate=drop_path_rate,
             norm_eps=norm_eps,
             gamma_mode=gamma_mode,
+            weight_init=weight_init,
         )
         self._box_head_dims = (embed_dim, hidden, search_size)
         self.box_head: DistributionHead | None

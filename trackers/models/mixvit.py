@@ -64,6 +64,8 @@ class MixViT(BlockDrivenNetwork):
 
     The dead timm parameters (``cls_token``, ``pos_embed``, ``norm``, ``head``) are kept so the
     official checkpoints load strictly. Backbone arguments are spelled out for the YAMLs (as OSTrack).
+    Initialisation as the official constructor: timm's ViT init on the backbone (Linear trunc_normal
+    0.02, zero bias), PyTorch's default on the corner head's convolutions.
     """
 
     def __init__(

@@ -37,7 +37,9 @@ class OSTrack(BlockDrivenNetwork):
     """Template + search -> joint ViT (optionally with candidate elimination) -> centre head.
 
     The backbone arguments are spelled out (not ``**kwargs``) because the experiment YAMLs set them
-    by name under ``network.init_args`` and each family has its own defaults.
+    by name under ``network.init_args`` and each family has its own defaults. Initialisation as the
+    official constructors (OSTrack and the CompressTracker student): timm's ViT init (Linear trunc_normal
+    0.02, zero bias) and Xavier-uniform on the head's conv weights (compresstracker.md §1.4).
     """
 
     def __init__(

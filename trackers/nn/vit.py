@@ -41,6 +41,12 @@ from trackers.nn.pos_embed import mae_grid, resize_pos_table, sincos_2d_table
 
 PosEmbedKind = Literal["learned", "sincos"]
 GammaMode = Literal["branch", "block"]
+WeightInit = Literal["timm", "torch"]
+"""How the backbone's Linear layers start: 'timm' (trunc_normal std 0.02, zero bias: OSTrack, MixViT and
+CompressTracker call timm's ``init_weights``) or 'torch' (PyTorch's default, std 1/sqrt(3 fan_in): the
+official MixFormerV2 backbone skips timm's constructor, mixformerv2.md §1.1). Equal at width 768 (0.020
+vs 0.021); at a miniature's width 64 the torch init is 3.6x larger, and MixFormerV2 learns ~1.6x faster
+with it (reviews/mixformerv2_training_probe_2026-12.md)."""
 Gamma = Sequence[float | Tensor] | Mapping[int, float | Tensor] | None
 UNUSED_TIMM_PARAMS = ("cls_token", "pos_embed", "norm", "head")
 """Every dead timm leftover a one-stream checkpoint may hold (MixFormer keeps all four, OSTrack two)."""
@@ -146,6 +152,7 @@ class OneStreamViT(nn.Module):
         gamma_mode: how a residual scale gamma enters a block. 'branch' (the official MixFormerV2
             code, mixformerv2.md §4.2/§9.6): ``x += g*attn(x); x += g*mlp(x)``. 'block' (the paper's
             Eq. 8): ``x += g*(block(x) - x)``. They agree only at g in {0, 1}.
+        weight_init: the family's Linear init, 'timm' or 'torch' (``WeightInit``).
     """
 
     def __init__(
@@ -170,11 +177,15 @@ class OneStreamViT(nn.Module):
         qkv_bias: bool = True,
         norm_eps: float = 1e-6,
         gamma_mode: GammaMode = "branch",
+        weight_init: WeightInit = "timm",
     ) -> None:
         super().__init__()
         unused = tuple(unused_timm_params)
         self.unused_timm_params = unused
         self._check_args(depth, mlp_ratio, ce_loc, ce_keep_ratio, pos_embed, gamma_mode, unused, final_norm)
+        if weight_init not in ("timm", "torch"):
+            raise ValueError(f"trackers/nn/vit.py: weight_init must be 'timm' or 'torch', got {weight_init!r}")
+        self.weight_init: WeightInit = weight_init
         self.embed_dim = embed_dim
         self.patch_size = patch_size
         self.template_grid = (template_size // patch_size,) * 2
@@ -249,11 +260,16 @@ class OneStreamViT(nn.Module):
             raise ValueError(f"{where}: mlp_ratio list has {len(mlp_ratio)} entries for depth {depth}")
 
     def _init_weights(self) -> None:
-        """timm ViT init; pretrained or official weights overwrite it.
+        """The family's official init (``weight_init``); pretrained or official weights overwrite it.
+
+        Both schemes: ``reg_tokens`` (and timm's dead ``pos_embed``) trunc_normal 0.02, ``cls_token``
+        normal 1e-6, ``pos_embed_reg`` zeros, LayerNorm 1/0, the patch Conv2d PyTorch's default.
 
         Learned position tables start as MAE's would arrive after ``finetune_track``: MAE's table
         is the fixed 2-D sin-cos one, bicubic-resized from 14x14 to each grid. A run without MAE
-        weights (offline, SynthTrack) then still starts with spatial structure.
+        weights (offline, SynthTrack) then still starts with spatial structure. (The official OSTrack
+        and MixViT constructors trunc_normal a 14x14 table first; every official run overwrites it
+        with MAE's, which is the table this starts from.)
         """
         for name in ("pos_embed", "reg_tokens"):
             if hasattr(self, name):
@@ -266,6 +282,8 @@ class OneStreamViT(nn.Module):
                 self.pos_embed_x.copy_(resize_pos_table(table, mae, self.search_grid))
         if hasattr(self, "cls_token"):
             nn.init.normal_(self.cls_token, std=1e-6)
+        if self.weight_init == "torch":
+            return
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=INIT_STD)
