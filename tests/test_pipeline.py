@@ -353,3 +353,16 @@ def test_the_miniature_ablation_chain_compares_its_arms(monkeypatch):
         ("stage1_kd", "stage1_no_kd"), ("depth_progressive", "stage1_kd"), ("depth_progressive", "depth_kept_init")}
     for stage in chain.stages:
         assert all((REPO / f).is_file() for f in stage.config_files()), stage.name
+
+
+def test_seed_option_runs_one_seed_of_a_seeded_chain(tmp_path, capsys):
+    from lightning_app.commands.pipeline import main
+
+    path = tmp_path / "chain.yaml"
+    path.write_text("seeds: [0, 1]\nstages:\n  - {name: t, config: t.yaml, shared: true}\n"
+                    "  - {name: a, config: a.yaml, inputs: {model.init_args.teacher_checkpoint: t}}\n")
+    assert main([str(path), "--root", str(tmp_path / "out"), "--seed", "1", "--dry-run", "--no-eval"]) == 0
+    printed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("[pipeline]")]
+    assert printed == ["[pipeline] t", "[pipeline] a/seed1"]
+    with pytest.raises(SetupError, match="--seed 5: chain chain has seeds"):
+        main([str(path), "--seed", "5", "--dry-run"])

@@ -28,7 +28,8 @@ stage not marked ``shared: true`` once per seed (``<root>/<stage>/seed<k>``, ``-
 fed by the same seed's earlier stages); stages and comparisons are then reported as mean +- spread
 over the seeds, paired seed by seed. ``baselines: {first_box: configs/baselines/first_box.yaml}``
 tests checkpoint-free trackers on the same benchmark, and each stage's AUC is given as a multiple
-of theirs.
+of theirs. ``--seed K`` runs one seed only (two processes can run two seeds at once); a later call
+without it reuses every finished run and reports over all seeds.
 
 Finished stages are reused on the next call when they were made with the same configs;
 ``--use STAGE=PATH`` replaces a stage by any checkpoint (a Lightning ``.ckpt`` or an official
@@ -74,6 +75,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rerun", action="append", default=[], metavar="STAGE", help="run a finished stage again")
     parser.add_argument("--until", metavar="STAGE", help="stop after this stage")
     parser.add_argument("--root", type=Path, help="output folder of the chain (default: the chain's root)")
+    parser.add_argument("--seed", action="append", type=int, default=[],
+                        help="run only this seed of a seeded chain (repeatable; e.g. one process per seed)")
     parser.add_argument("--no-eval", action="store_true", help="do not test and time each stage's model")
     parser.add_argument("--dry-run", action="store_true", help="print the stage commands only")
     parser.add_argument("--latency-warmup", type=int, default=LATENCY_WARMUP, help="untimed per-frame calls")
@@ -83,6 +86,11 @@ def main(argv: list[str]) -> int:
     chain = load_chain(args.chain)
     if args.root is not None:
         chain = dataclasses.replace(chain, root=args.root)
+    if args.seed:
+        unknown = sorted(set(args.seed) - set(chain.seeds))
+        if unknown:
+            raise SetupError(f"--seed {unknown[0]}: chain {chain.name} has seeds {list(chain.seeds) or 'none'}")
+        chain = dataclasses.replace(chain, seeds=tuple(k for k in chain.seeds if k in args.seed))
     use = dict(_pairs(args.use, "--use"))
     for path in use.values():
         if Path(path).exists():  # a missing one is reported by the chain, naming its stage
