@@ -53,6 +53,8 @@ OPTIONAL_CALLBACKS: dict[str, str] = {
     "layer_decay": "callbacks.layer_decay:LayerDecay",  # progressive depth pruning (MixFormerV2 stage 2)
     "candidate_elimination": "callbacks.candidate_elimination:CandidateEliminationSchedule",  # OSTrack's CE warm-up
     "snapshots": "lightning.pytorch.callbacks:ModelCheckpoint",  # the official periodic snapshots
+    "stage_swap": "callbacks.stochastic_stage_swap:StochasticStageSwap",  # CompressTracker's replacement training
+    "teacher_freeze": "callbacks.teacher_freeze:TeacherFreeze",  # shows a method's teacher freezing in the config
 }
 TRAINER_DEFAULTS = {"use_distributed_sampler": False}
 

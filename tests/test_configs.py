@@ -37,6 +37,9 @@ FRAGMENT_CONTEXTS: dict[str, list[str]] = {
     "configs/trainer/wandb.yaml": ["configs/mixformerv2_b.yaml"],
     "configs/presets/full_forward.yaml": ["configs/mixformerv2_b_score.yaml"],
     "configs/presets/ostrack_tiny.yaml": ["configs/ostrack_256.yaml", SMOKE],
+    **{f"configs/compresstracker/{p.name}": ["configs/compresstracker_4.yaml"] for p in (CONFIGS / "compresstracker").glob("*.yaml")},
+    "configs/presets/cpu_smoke_compresstracker/student.yaml": ["configs/compresstracker_4.yaml", SMOKE],
+    "configs/presets/cpu_smoke_compresstracker/teacher.yaml": ["configs/ostrack_256.yaml", SMOKE],
 }
 DATA_ONLY = ("configs/presets/data_bench_mixformerv2.yaml",)
 CHAINS = sorted(p.stem for p in (CONFIGS / "pipelines").glob("*.yaml"))

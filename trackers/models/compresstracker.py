@@ -7,8 +7,11 @@ are what replacement training and feature mimicking index with.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from trackers.errors import SetupError
@@ -24,6 +27,11 @@ TRAINING_ONLY_PREFIXES = ("ori_backbone.", "ori_box_head.")
 TEACHER_DEPTH = 12
 """The official teacher (OSTrack ViT-B); only the default of ``build_student``."""
 TEACHER_DROP_PATH = 0.1
+OFFICIAL_TEACHER_PREFIXES = {"ori_backbone.": "backbone.", "ori_box_head.": "box_head."}
+"""Where the official training network keeps its separate frozen teacher (-> an OSTrack's names)."""
+OFFICIAL_NET_TYPE = "CompressTracker"
+StudentInit = Literal["last", "first", "random"]
+STUDENT_INITS: tuple[StudentInit, ...] = ("last", "first", "random")
 
 
 def stage_ratio(teacher_depth: int, student_depth: int) -> int:
@@ -40,6 +48,21 @@ def stage_teacher_blocks(teacher_depth: int, student_depth: int) -> list[range]:
     """Teacher blocks replaced by each student block: stage i covers [i*r, (i+1)*r)."""
     r = stage_ratio(teacher_depth, student_depth)
     return [range(i * r, (i + 1) * r) for i in range(student_depth)]
+
+
+def stage_ranges(teacher_depth: int, student_depth: int, stage_ends: Sequence[int] | None = None) -> list[range]:
+    """Teacher blocks of each stage: the official even split, or explicit ends (exclusive, ascending,
+    the last = the teacher depth), e.g. [2, 3, 5, 6, 8, 9, 11, 12] for 8 stages over 12 blocks."""
+    if stage_ends is None:
+        return stage_teacher_blocks(teacher_depth, student_depth)
+    ends = [int(e) for e in stage_ends]
+    starts = [0, *ends[:-1]]
+    if len(ends) != student_depth or ends[-1:] != [teacher_depth] or any(b <= a for a, b in zip(starts, ends)):
+        raise SetupError(
+            f"model.init_args.stage_ends {ends}: give {student_depth} ascending stage ends (one per student block) "
+            f"ending at the teacher depth {teacher_depth}, or null for the even split"
+        )
+    return [range(a, b) for a, b in zip(starts, ends)]
 
 
 def stage_output_layers(teacher_depth: int, student_depth: int) -> list[int]:
@@ -103,6 +126,62 @@ def skip_init_state(teacher_state: StateDict, student: nn.Module) -> StateDict:
         stage = {k[len(prefix) :]: v for k, v in teacher_state.items() if k.startswith(prefix)}
         state.update({f"{SUITE_STUDENT_PREFIX}{i}.{k}": v for k, v in stage.items()})
     return state
+
+
+def stage_init_state(
+    teacher_state: Mapping[str, Any], student_state: Mapping[str, Any], stages: Sequence[range], init: StudentInit = "last"
+) -> StateDict:
+    """The student's initial weights from a teacher of any block-driven family (suite names, same width).
+
+    Every non-block key comes from the teacher (embeddings, final norm, heads, extra tokens); student
+    block i comes from the last (official "skip" init) or first teacher block of stage i, or keeps
+    its own random init. Raises naming the first student key the teacher lacks.
+    """
+    if init not in STUDENT_INITS:
+        raise SetupError(f"model.init_args.student_init must be one of {STUDENT_INITS}, got {init!r}")
+    state: StateDict = {}
+    for key, value in student_state.items():
+        if not key.startswith(SUITE_STUDENT_PREFIX):
+            if key not in teacher_state:
+                raise SetupError(f"the teacher has no {key!r} for the student; give student and teacher the same family and heads")
+            state[key] = teacher_state[key]
+            continue
+        index, rest = key[len(SUITE_STUDENT_PREFIX) :].split(".", 1)
+        if init == "random":
+            state[key] = value
+            continue
+        stage = stages[int(index)]
+        source = f"{SUITE_STUDENT_PREFIX}{stage[-1] if init == 'last' else stage[0]}.{rest}"
+        state[key] = teacher_state[source]
+    return state
+
+
+def official_training_states(state: Mapping[str, Any]) -> tuple[StateDict, StateDict]:
+    """An official training checkpoint (``CompressTracker``: student + frozen copies) -> (student, teacher) in
+    suite names. The teacher is ``ori_backbone`` + ``ori_box_head``; the copy ``backbone.blocks.*`` equals
+    its blocks in official training (both come from one OSTrack checkpoint and never train), so the
+    suite runs the teacher's own blocks for teacher stages."""
+    teacher: StateDict = {}
+    for key, value in state.items():
+        for official, suite in OFFICIAL_TEACHER_PREFIXES.items():
+            if key.startswith(official):
+                teacher[suite + key[len(official) :]] = value
+    return convert_official_state_dict(dict(state)), teacher
+
+
+def export_official_checkpoint(source: str | Path | Mapping[str, Any], path: str | Path) -> Path:
+    """Write a trained student (a Lightning ``.ckpt`` of the method, or a student state dict) in the official
+    deployable layout: ``{'net': backbone.distill_blocks.* ..., 'net_type': 'CompressTracker'}``, the file
+    the official tracker loads strictly into ``CompressTrackerTest``."""
+    from trackers.models.checkpoints import read_checkpoint
+
+    state = read_checkpoint(source) if not isinstance(source, Mapping) else dict(source)
+    if any(k.startswith(TRAINING_ONLY_PREFIXES) for k in state) or not any(k.startswith(SUITE_STUDENT_PREFIX) for k in state):
+        raise SetupError(f"{source}: not a deployable student (expected backbone.blocks.*, no ori_*); export the method's .ckpt")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"net": to_official_state_dict(state), "net_type": OFFICIAL_NET_TYPE, "epoch": 0}, out)
+    return out
 
 
 def init_student_from_teacher(student: OSTrack, teacher_state: StateDict) -> None:
