@@ -37,6 +37,8 @@ FRAGMENT_CONTEXTS: dict[str, list[str]] = {
     "configs/trainer/wandb.yaml": ["configs/mixformerv2_b.yaml"],
     "configs/presets/full_forward.yaml": ["configs/mixformerv2_b_score.yaml"],
     "configs/presets/ostrack_tiny.yaml": ["configs/ostrack_256.yaml", SMOKE],
+    "configs/presets/dytrack_tiny.yaml": ["configs/dytrack_256.yaml", SMOKE],
+    "configs/presets/cpu_smoke_dytrack.yaml": ["configs/dytrack_256.yaml", SMOKE, "configs/presets/dytrack_tiny.yaml"],
 }
 DATA_ONLY = ("configs/presets/data_bench_mixformerv2.yaml",)
 CHAINS = sorted(p.stem for p in (CONFIGS / "pipelines").glob("*.yaml"))

@@ -13,6 +13,7 @@ the test summary (exit distribution, mean depth, mean FLOPs per frame).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ class DyTrackTracker(CropTracker):
         self.use_window = use_window
         self.exit_counts = np.zeros(network.num_exits, dtype=np.int64)
         self.last_exit: int | None = None
+        self.last_latency_s: float | None = None  # the network part of the last frame (crop excluded)
 
     def set_thresholds(self, thresholds: float | Sequence[float]) -> None:
         self.thresholds = exit_thresholds(thresholds, self.network.num_exits)
@@ -75,14 +77,20 @@ class DyTrackTracker(CropTracker):
         return out
 
     def predict(self, search: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+        """The answering exit's windowed box and IoU score; ``last_latency_s`` times it (reading the
+        score synchronises the device, so the time is the network's, not the launch's)."""
+        start = time.perf_counter()
         out = self.run_exits(search)
         score_map = out.aux["score_map"]
         if self.use_window:
             score_map = score_map * hann2d(*score_map.shape[-2:], device=score_map.device)
+        box = CenterHead.decode(score_map, out.aux["size_map"], out.aux["offset_map"])[0]
+        score = float(out.aux["iou"][0])
+        box = box.cpu()
+        self.last_latency_s = time.perf_counter() - start
         self.last_exit = out.aux[EXIT_KEY]
         self.exit_counts[self.last_exit] += 1
-        box = CenterHead.decode(score_map, out.aux["size_map"], out.aux["offset_map"])[0]
-        return box, float(out.aux["iou"][0])
+        return box, score
 
     def track(self, frame: np.ndarray) -> TrackResult:
         result = super().track(frame)
