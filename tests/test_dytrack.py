@@ -240,3 +240,28 @@ def test_an_ostrack_checkpoint_initialises_every_exit_and_keeps_the_new_parts() 
     assert torch.equal(net.backbone.blocks[3].mlp.fc1.weight, ostrack.backbone.blocks[3].mlp.fc1.weight)
     assert torch.equal(net.iou_heads[0].mlp[0].weight, iou_before)
     load_weights(tiny(), net.state_dict())  # a DyTrack state dict loads as it is (the converter is idempotent)
+
+
+# ------------------------------------------------------------------ calibration's choice
+
+
+def test_calibration_points_and_the_pick() -> None:
+    from lightning_app.commands.calibrate import CurvePoint, add_speedups, pick, sweep_settings, yaml_list
+
+    settings = sweep_settings(3, [0.8], [[0.5, 0.9]])
+    assert [label for label, _ in settings][:3] == ["always exit 0 (first)", "always exit 1 (forced)",
+                                                   "always exit 2 (deepest)"]
+    assert settings[0][1] == [-math.inf, -math.inf] and settings[2][1] == [NEVER_EXIT, NEVER_EXIT]
+    assert settings[1][1] == [NEVER_EXIT, -math.inf] and settings[-1][1] == [0.5, 0.9]
+
+    def point(label: str, auc: float, fps: float, gflops: float) -> CurvePoint:
+        return CurvePoint(label, [], auc, fps, gflops, 0.0, [])
+
+    deepest = point("deepest", 60.0, 100.0, 1.0)
+    points = [point("first", 40.0, 400.0, 0.2), point("a", 59.5, 150.0, 0.7), point("b", 58.0, 250.0, 0.4), deepest]
+    add_speedups(points, deepest)
+    assert pick(points, deepest, 1.0, None, "fps").label == "a"  # fastest within 1 AUC point
+    assert pick(points, deepest, 3.0, None, "flops").label == "b"
+    assert pick(points, deepest, None, 2.0, "fps").label == "b"  # most accurate at >= 2x
+    assert pick(points, deepest, None, 10.0, "fps") is None
+    assert yaml_list([math.inf, -math.inf, 0.85]) == "[.inf, -.inf, 0.85]"
