@@ -71,7 +71,7 @@ def test_the_test_records_each_frames_exit_and_prints_the_distribution(trained: 
     synth, ckpt = trained
     results = tmp_path / "results"
     result = run(["test", *config_args(), *data_args(synth), "--trainer.enable_progress_bar", "false",
-                  "--model.init_args.tracker.thresholds", "[0.0, .inf]", "--model.init_args.results_dir", str(results),
+                  "--model.init_args.tracker.thresholds", "[0.0, 2.0]", "--model.init_args.results_dir", str(results),
                   "--ckpt_path", str(ckpt)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "exit distribution over 14 frames: after 1 blocks 100.0%" in result.stdout + result.stderr

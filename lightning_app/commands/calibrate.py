@@ -128,10 +128,15 @@ def pick(points: list[CurvePoint], deepest: CurvePoint, max_auc_loss: float | No
     return max(good, key=lambda p: (speed(p), p.auc)) if good else None
 
 
+NEVER_EXIT_SPELLED, ALWAYS_EXIT_SPELLED = 2.0, 0.0
+"""How a command line spells the infinite thresholds (jsonargparse refuses inf there): IoU scores lie in
+[0, 1], so 2 is never reached and 0 always is."""
+
+
 def yaml_list(values: list[float]) -> str:
-    """A threshold list as a config value (YAML spells infinities .inf / -.inf)."""
-    spelled = [(".inf" if v > 0 else "-.inf") if math.isinf(v) else f"{v:g}" for v in values]
-    return "[" + ", ".join(spelled) + "]"
+    """A threshold list as a command-line value (infinities as the equivalent 2 / 0)."""
+    spelled = [(NEVER_EXIT_SPELLED if v > 0 else ALWAYS_EXIT_SPELLED) if math.isinf(v) else v for v in values]
+    return "[" + ", ".join(f"{v:g}" for v in spelled) + "]"
 
 
 def format_table(points: list[CurvePoint], exits: tuple[int, ...]) -> str:
