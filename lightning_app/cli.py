@@ -23,6 +23,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("lightning_app.commands.benchmark:main", "speed benchmarks: `benchmark model` / `benchmark data`"),
     "track": ("lightning_app.commands.track:main", "run a tracker on a video file or an image folder"),
     "pipeline": ("lightning_app.commands.pipeline:main", "run a multi-stage training chain in order"),
+    "calibrate": ("lightning_app.commands.calibrate:main", "DyTrack: speed-accuracy curve and exit thresholds"),
 }
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

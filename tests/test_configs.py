@@ -40,6 +40,8 @@ FRAGMENT_CONTEXTS: dict[str, list[str]] = {
     **{f"configs/compresstracker/{p.name}": ["configs/compresstracker_4.yaml"] for p in (CONFIGS / "compresstracker").glob("*.yaml")},
     "configs/presets/cpu_smoke_compresstracker/student.yaml": ["configs/compresstracker_4.yaml", SMOKE],
     "configs/presets/cpu_smoke_compresstracker/teacher.yaml": ["configs/ostrack_256.yaml", SMOKE],
+    "configs/presets/dytrack_tiny.yaml": ["configs/dytrack_256.yaml", SMOKE],
+    "configs/presets/cpu_smoke_dytrack.yaml": ["configs/dytrack_256.yaml", SMOKE, "configs/presets/dytrack_tiny.yaml"],
 }
 DATA_ONLY = ("configs/presets/data_bench_mixformerv2.yaml",)
 CHAINS = sorted(p.stem for p in (CONFIGS / "pipelines").glob("*.yaml"))

@@ -77,6 +77,9 @@ def main(argv: list[str]) -> int:
     model.add_argument("--warmup", type=int, default=LATENCY_WARMUP)
     model.add_argument("--iters", type=int, default=LATENCY_ITERS)
     model.add_argument("--json", type=Path, help="write the reports as JSON here")
+    model.add_argument("--frames", type=int, default=100,
+                       help="early-exit models (DyTrack): real frames of the config's test benchmark to time")
+    model.add_argument("--ckpt_path", help="early-exit models: trained weights for the real-frame timing")
     data = sub.add_parser("data", help="samples/s per worker of the data pipeline vs a straightforward reference")
     data.add_argument("--config", action="append", default=[], required=True)
     data.add_argument("--samples", type=int, default=200)
@@ -98,7 +101,22 @@ def main(argv: list[str]) -> int:
     check_latency_calls(args.warmup, args.iters)
     reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters)
     print(format_table(reports))
+    early_exit = early_exit_section(entries, resolve_device(args.device), args.warmup, args.iters, args.frames,
+                                    args.ckpt_path)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([r.as_dict() for r in reports], indent=2))
+        args.json.write_text(json.dumps([r.as_dict() for r in reports] + early_exit, indent=2))
     return 0
+
+
+def early_exit_section(entries: list[list[str]], device: torch.device, warmup: int, iters: int, frames: int,
+                       ckpt_path: str | None) -> list[dict]:
+    """DyTrack's per-exit latency and real-frame speed-up over always-deepest (``lightning_app.commands.calibrate``)."""
+    from dataclasses import asdict
+
+    from lightning_app.commands.calibrate import early_exit_timing
+
+    timings = [t for configs in entries if (t := early_exit_timing(configs, device, warmup, iters, frames, ckpt_path))]
+    for timing in timings:
+        print(timing.table())
+    return [{**asdict(t), "ratio": t.ratio} for t in timings]
