@@ -101,3 +101,59 @@ def test_a_2x2_sweep_runs_as_a_job_array_and_reports_four_auc_rows(slurm_env: di
         run_name = path.relative_to(tmp_path / "runs").parts[0]
         assert f"{run_name}: AUC {auc:.2f}" in report.stdout
     assert (tmp_path / "runs/report/auc_vs_fps.png").is_file() and (tmp_path / "runs/report/bar_lr.png").is_file()
+
+
+def _sweep_file(tmp_path: Path, synth: Path, name: str, root: Path, resources: dict, extra: list[str],
+                test: bool = True) -> Path:
+    sweep = tmp_path / f"{name}.yaml"
+    sweep.write_text(yaml.safe_dump({"name": name, "root": str(root), "configs": SMOKE_CONFIGS, "test": test,
+                                     "args": data_args(synth) + extra, "env": ENV,
+                                     "resources": {"time": "00:20:00", "mem": "1500M", **resources}}))
+    return sweep
+
+
+@pytest.mark.timeout(400)
+def test_a_two_node_fit_trains_with_world_size_2_and_each_node_draws_other_samples(slurm_env: dict[str, str],
+                                                                                    synth: Path, tmp_path: Path) -> None:
+    record = tmp_path / "samples"
+    extra = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+             "--trainer.callbacks+=sample_recorder.SampleRecorder", f"--trainer.callbacks.out_dir={record}"]
+    sweep = _sweep_file(tmp_path, synth, "ddp2", tmp_path / "runs", {"nodes": 2, "tasks_per_node": 1}, extra, test=False)
+    run = lightning(["sweep", "run", str(sweep), "--backend", "slurm", "--wait", "340"], slurm_env, tmp_path, 360)
+    log = "\n".join(p.read_text() for p in (tmp_path / "runs").glob("*/run.log"))
+    assert run.returncode == 0, run.stdout[-2000:] + log[-4000:]
+    assert "--trainer.num_nodes 2" in (tmp_path / "runs/.sweep/job-slurm.sh").read_text()
+    ranks = [json.loads((record / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    a, b = (set(r["samples"]) for r in ranks)
+    assert len(a) == 2 * 4 and len(b) == 2 * 4 and not a & b  # 2 batches of 4 each, disjoint shares
+    assert "MEMBER: 2/2" in log  # Lightning's SLURMEnvironment: one process per fake node
+
+
+@pytest.mark.timeout(600)
+def test_a_job_signalled_mid_training_is_requeued_and_resumes_to_the_uninterrupted_metrics(
+        slurm_env: dict[str, str], synth: Path, tmp_path: Path) -> None:
+    extra = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "40",
+             "--data.init_args.samples_per_epoch", "160"]
+    resources = {"nodes": 1, "signal_seconds": 60}
+    signalled = _sweep_file(tmp_path, synth, "requeue", tmp_path / "signalled", resources, extra)
+    reference = _sweep_file(tmp_path, synth, "reference", tmp_path / "reference", resources, extra)
+    submitted = lightning(["sweep", "run", str(signalled), "--backend", "slurm"], slurm_env, tmp_path, 60)
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    job = submitted.stdout.split("array job ")[1].split()[0] + "_0"
+    log = tmp_path / "signalled" / "base" / "run.log"  # a sweep without axes has one run, "base"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and "SLURM auto-requeueing enabled" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.5)
+    assert "SLURM auto-requeueing enabled" in log.read_text(), log.read_text()[-3000:]  # handlers installed
+    time.sleep(2)  # a few training steps in (3 epochs of 40 steps take longer)
+    subprocess.run(["scancel", "--signal=USR1", job], env=slurm_env, check=True)  # the time-limit warning, now
+    wait_job(job, slurm_env, 400)
+    local = lightning(["sweep", "run", str(reference), "--backend", "local"], slurm_env, tmp_path, 400)
+    assert local.returncode == 0, local.stdout[-2000:]
+    text = log.read_text()
+    assert "Handling auto-requeue signal" in text and "restarts=1" in text, text[-4000:]
+    assert "Restoring states from" in text and "hpc_ckpt" in text
+    assert (log.parent / "state").read_text().startswith("COMPLETED")
+    metrics = [json.loads(next((tmp_path / r).rglob("metrics.json")).read_text())["metrics"] for r in ("signalled", "reference")]
+    assert metrics[0] == metrics[1]
