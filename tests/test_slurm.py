@@ -23,7 +23,7 @@ from datamodules.synthtrack import write_synthtrack
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONF = Path(os.environ.get("SLURM_ROOT", "/tmp/distiltrack-slurm")) / "etc/slurm.conf"
 SMOKE_CONFIGS = [str(ROOT / c) for c in ("configs/ostrack_256.yaml", "configs/presets/cpu_smoke.yaml",
-                                         "configs/presets/ostrack_tiny.yaml", "configs/sweeps/tiny_run.yaml")]
+                                         "configs/presets/ostrack_tiny.yaml", "configs/sweeps/fragments/tiny_run.yaml")]
 ENV = {"OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "WANDB_MODE": "disabled"}
 
 
