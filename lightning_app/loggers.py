@@ -1,14 +1,16 @@
-"""Loggers with the defaults a cluster sweep needs."""
+"""Loggers with the defaults a cluster sweep needs, and the W&B test report."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import netrc
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
@@ -98,3 +100,48 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+class WandbTestReport(L.Callback):
+    """After `lightning test`, puts the benchmark's result into the W&B run: the scores of every convention,
+    the tracking FPS and the parameter count in the run summary, the success / precision plots as
+    images and a per-sequence table (``test/per_sequence``), all read from the raw results and the
+    ``metrics.json`` the test just wrote (rank 0; nothing happens without a W&B logger)."""
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        test_set = getattr(trainer.datamodule, "test_set", None)
+        if not trainer.is_global_zero or not loggers or test_set is None:
+            return
+        import wandb
+
+        from trackers.evaluation.analysis import SequenceAnnotation, evaluate_results
+        from trackers.evaluation.plots import plot_reports
+        from trackers.evaluation.speed import count_parameters
+        from trackers.methods.base import METRICS_FILE
+
+        results = Path(getattr(pl_module, "results_dir", None) or Path(trainer.default_root_dir) / "results")
+        written = sorted(results.rglob(METRICS_FILE), key=lambda p: p.stat().st_mtime)
+        if not written:
+            return
+        raw_dir, record = written[-1].parent, json.loads(written[-1].read_text())
+        sequences = [test_set[i] for i in range(len(test_set))]
+        annotations = [SequenceAnnotation(s.name, s.gt_boxes, s.visible, None) for s in sequences]
+        report = evaluate_results(annotations, raw_dir, "pytracking", name=record.get("tracker"),
+                                  dataset=str(record.get("benchmark")))
+        summary: dict[str, Any] = {f"test/{conv}/{k}": v for conv, scores in record["metrics"].items()
+                                   for k, v in scores.items()}
+        summary["test/FPS"] = report.fps
+        network = getattr(pl_module, "network", None)
+        if network is not None:
+            summary["test/params_M"] = count_parameters(network) / 1e6
+        columns = ["sequence", "frames", "AUC", "Precision", "NormPrecision"]
+        rows = [[name, len(ann.boxes), *(float(report.sequences[name].get(k, float("nan"))) for k in columns[2:])]
+                for name, ann in zip((a.name for a in annotations), annotations) if name in report.sequences]
+        logged: dict[str, Any] = {"test/per_sequence": wandb.Table(columns=columns, data=rows)}
+        if report.overall is not None:
+            for path in plot_reports({report.name: report.overall}, "pytracking", raw_dir / "plots", report.name):
+                logged[f"test/{path.stem}_plot"] = wandb.Image(str(path))
+        for logger in loggers:
+            logger.experiment.log(logged)
+            logger.experiment.summary.update({k: v for k, v in summary.items() if v is not None})

@@ -21,7 +21,9 @@ from lightning_app.sweep.spec import SEED_KEY, Resources, Run, Sweep, format_val
 BACKENDS = ("slurm", "local")
 STATE_FILE, LOG_FILE, RUN_FILE, FIT_DONE = "state", "run.log", "run.json", "fit.done"
 WANDB_CONFIG = "configs/trainer/wandb.yaml"
+WANDB_TEST_REPORT = "lightning_app.loggers.WandbTestReport"  # scores, FPS, plots, per-sequence table
 TASK_VARIABLE = "SWEEP_TASK"  # the local backend's stand-in for SLURM_ARRAY_TASK_ID
+REQUEUE_CALLBACK = "lightning_app.sweep.requeue.RequeueAtBatchEnd"  # takes the warning signal at a batch end
 
 
 def layout(sweep: Sweep, backend: str) -> tuple[int, int]:
@@ -35,13 +37,15 @@ def layout(sweep: Sweep, backend: str) -> tuple[int, int]:
 def _wandb_args(sweep: Sweep, run: Run, stage: str) -> list[str]:
     if not sweep.wandb:
         return []
+    report = [f"--trainer.callbacks+={WANDB_TEST_REPORT}"] if stage == "test" else []
     tags = [f"{k.split('.')[-1]}={format_value(v)}" for k, v in run.values.items()]
     tags += [] if run.seed is None else [f"seed={run.seed}"]
     return ["--config", WANDB_CONFIG, "--trainer.logger.init_args.group", sweep.name,
             "--trainer.logger.init_args.name", f"{run.name}/{stage}", "--trainer.logger.init_args.job_type", stage,
             "--trainer.logger.init_args.tags", _json(tags),
             "--trainer.logger.init_args.save_dir", str(run.dir / "wandb"),
-            "--trainer.logger.init_args.sweep_values", _json(run.values | ({} if run.seed is None else {SEED_KEY: run.seed}))]
+            "--trainer.logger.init_args.sweep_values", _json(run.values | ({} if run.seed is None else {SEED_KEY: run.seed})),
+            *report]
 
 
 def _json(value: object) -> str:
@@ -62,6 +66,8 @@ def stage_args(sweep: Sweep, run: Run, stage: str, backend: str) -> list[str]:
              "--trainer.devices", str(devices)]
     if nodes * devices > 1:
         args += ["--trainer.strategy", "ddp"]
+    if stage == "fit" and backend == "slurm":
+        args += [f"--trainer.callbacks+={REQUEUE_CALLBACK}"]
     if stage == "test":
         args += ["--model.init_args.results_dir", str(run.dir / "results")]
     return args + list(sweep.args)
