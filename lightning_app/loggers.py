@@ -47,8 +47,8 @@ class DistilTrackWandbLogger(WandbLogger):
     (printed at the end of an offline run).
 
     ``job_type`` is the stage (fit / test), ``sweep_values`` the varied values of a `lightning sweep`
-    run: they are logged first, under their short names (``lr``, ``seed``), ahead of the flat
-    ``model.*`` / ``data.*`` keys of the resolved hyper-parameters.
+    run: they are logged first, under their short names (``lr``, ``seed``), ahead of the flat keys
+    (``loss_weights.giou``, ``optimizer.init_args.lr``) of the module's and data module's hyper-parameters.
     """
 
     def __init__(

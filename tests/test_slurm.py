@@ -87,10 +87,10 @@ def test_a_2x2_sweep_runs_as_a_job_array_and_reports_four_auc_rows(slurm_env: di
         "resources": {"nodes": 1, "cpus_per_task": 1, "mem": "1500M", "time": "00:20:00", "max_parallel": 2},
     }))
     run = lightning(["sweep", "run", str(sweep), "--backend", "slurm", "--wait", "540"], slurm_env, tmp_path, 570)
-    status = lightning(["sweep", "status", str(sweep), "--tail", "0"], slurm_env, tmp_path, 60)
+    status = lightning(["sweep", "status", str(sweep), "--tail", "0"], slurm_env, tmp_path, 300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:] + status.stdout[-6000:]
     assert status.stdout.strip().splitlines()[-1].endswith(": 4 COMPLETED"), status.stdout
-    again = lightning(["sweep", "run", str(sweep), "--backend", "slurm"], slurm_env, tmp_path, 60)
+    again = lightning(["sweep", "run", str(sweep), "--backend", "slurm"], slurm_env, tmp_path, 300)
     assert "all 4 runs are finished" in again.stdout  # nothing is submitted twice
     report = lightning(["sweep", "report", str(sweep)], slurm_env, tmp_path, 120)
     assert report.returncode == 0, report.stderr[-3000:]
@@ -138,7 +138,7 @@ def test_a_job_signalled_mid_training_is_requeued_and_resumes_to_the_uninterrupt
     resources = {"nodes": 1, "signal_seconds": 60}
     signalled = _sweep_file(tmp_path, synth, "requeue", tmp_path / "signalled", resources, extra)
     reference = _sweep_file(tmp_path, synth, "reference", tmp_path / "reference", resources, extra)
-    submitted = lightning(["sweep", "run", str(signalled), "--backend", "slurm"], slurm_env, tmp_path, 60)
+    submitted = lightning(["sweep", "run", str(signalled), "--backend", "slurm"], slurm_env, tmp_path, 300)
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     job = submitted.stdout.split("array job ")[1].split()[0] + "_0"
     log = tmp_path / "signalled" / "base" / "run.log"  # a sweep without axes has one run, "base"

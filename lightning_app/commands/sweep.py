@@ -17,7 +17,6 @@ import argparse
 import time
 
 from lightning_app.sweep.jobscript import BACKENDS, render
-from lightning_app.sweep.report import FIGURES, write_report
 from lightning_app.sweep.spec import Sweep, load_sweep
 from lightning_app.sweep.state import ACTIVE, log_tail, read_states
 from lightning_app.sweep.submit import run_local, runs_to_submit, submit_slurm
@@ -69,6 +68,8 @@ def _status_lines(sweep: Sweep, tail: int) -> str:
 
 
 def _report(sweep: Sweep) -> int:
+    from lightning_app.sweep.report import FIGURES, write_report  # torch and matplotlib: only for the report
+
     out, runs, ablation, note = write_report(sweep)
     print(f"[sweep] {sweep.name}: {len(runs)} runs with scores")
     for row in runs:
