@@ -20,7 +20,7 @@ sequences never drawn (unreadable annotations, too short), each already reported
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -220,7 +220,16 @@ class TrackingDataModule(L.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._pair_loader(self.train_set, fixed_epoch=None)
+        loader = self._pair_loader(self.train_set, fixed_epoch=None)
+        return ResumableLoader(loader, self._completed_batches) if self.trainer is not None else loader
+
+    def _completed_batches(self) -> tuple[int, bool]:
+        """(training batches of the current epoch whose step is done, whether the epoch is done), as Lightning
+        counts them when it restores a checkpoint (``processed``: a checkpoint written in ``on_train_batch_end``
+        resumes after that batch, one written inside a step before it)."""
+        trainer = self.trainer
+        completed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return completed, completed >= trainer.num_training_batches
 
     def val_dataloader(self) -> DataLoader:
         return self._pair_loader(self.val_set, fixed_epoch=0)
@@ -234,6 +243,31 @@ class TrackingDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
+
+
+class ResumableLoader(DataLoader):
+    """The training loader with a position: Lightning stores ``state_dict()`` in every checkpoint (the
+    fit loop keeps the state of ``_Stateful`` loaders) and hands it back on resume, so a run resumed
+    from a mid-epoch checkpoint draws exactly the samples the uninterrupted run would have drawn next
+    (a sample is a function of its key; the position is how many keys this rank has consumed).
+    """
+
+    def __init__(self, loader: DataLoader, completed_batches: Callable[[], tuple[int, bool]]) -> None:
+        super().__init__(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler, drop_last=loader.drop_last,
+                         num_workers=loader.num_workers, pin_memory=loader.pin_memory,
+                         persistent_workers=loader.persistent_workers)
+        self._completed_batches = completed_batches
+
+    def state_dict(self) -> dict[str, int]:
+        completed, epoch_done = self._completed_batches()
+        sampler: EpochShardSampler = self.sampler  # type: ignore[assignment]
+        if epoch_done:  # saved at the end of an epoch: the next one starts from its first sample
+            return {"epoch": sampler.epoch + 1, "consumed_samples": 0}
+        return {"epoch": sampler.epoch, "consumed_samples": completed * int(self.batch_size or 1)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler: EpochShardSampler = self.sampler  # type: ignore[assignment]
+        sampler.resume(int(state["epoch"]), int(state["consumed_samples"]))
 
 
 def _as_spec(value: object, cls: type):  # noqa: ANN202 - returns an instance of ``cls``

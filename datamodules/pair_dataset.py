@@ -158,6 +158,7 @@ class EpochShardSampler(DistributedSampler):
                          drop_last=True)
         self.samples_per_epoch = samples_per_epoch
         self.fixed_epoch = fixed_epoch
+        self._resume_at: tuple[int, int] | None = None  # (epoch, samples of this rank already consumed)
         if fixed_epoch is not None:
             self.epoch = fixed_epoch
 
@@ -165,9 +166,18 @@ class EpochShardSampler(DistributedSampler):
         if self.fixed_epoch is None:
             self.epoch = epoch
 
+    def resume(self, epoch: int, consumed: int) -> None:
+        """Continue epoch ``epoch`` after this rank's first ``consumed`` samples (a mid-epoch checkpoint)."""
+        self.epoch, self._resume_at = epoch, (epoch, consumed)
+
     def __iter__(self) -> Iterator[int]:
         start = self.epoch * self.samples_per_epoch
-        return iter(range(start + self.rank, start + self.num_samples * self.num_replicas, self.num_replicas))
+        skip = 0
+        resume_at, self._resume_at = self._resume_at, None
+        if resume_at is not None and resume_at[0] == self.epoch:
+            skip = resume_at[1]  # only the first pass over the resumed epoch is shortened
+        first = start + self.rank + skip * self.num_replicas
+        return iter(range(first, start + self.num_samples * self.num_replicas, self.num_replicas))
 
     def __len__(self) -> int:
         return self.num_samples

@@ -4,6 +4,7 @@
     lightning test --config ... --ckpt_path run.ckpt
     lightning make-synthetic --out data/synthtrack
     lightning analyze --dataset-root ... --results NAME=DIR ...
+    lightning sweep run|status|report configs/sweeps/<sweep>.yaml [--backend slurm|local]
 
 Errors a user fixes by editing a config (missing dataset root, missing checkpoint) are printed as
 one line naming the file and the key, never as a traceback.
@@ -24,6 +25,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "track": ("lightning_app.commands.track:main", "run a tracker on a video file or an image folder"),
     "pipeline": ("lightning_app.commands.pipeline:main", "run a multi-stage training chain in order"),
     "calibrate": ("lightning_app.commands.calibrate:main", "DyTrack: speed-accuracy curve and exit thresholds"),
+    "sweep": ("lightning_app.commands.sweep:main", "ablation sweeps on SLURM or here: `sweep run|status|report`"),
 }
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")

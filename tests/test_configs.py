@@ -42,7 +42,10 @@ FRAGMENT_CONTEXTS: dict[str, list[str]] = {
     "configs/presets/cpu_smoke_compresstracker/teacher.yaml": ["configs/ostrack_256.yaml", SMOKE],
     "configs/presets/dytrack_tiny.yaml": ["configs/dytrack_256.yaml", SMOKE],
     "configs/presets/cpu_smoke_dytrack.yaml": ["configs/dytrack_256.yaml", SMOKE, "configs/presets/dytrack_tiny.yaml"],
+    "configs/sweeps/fragments/tiny_run.yaml": ["configs/ostrack_256.yaml", SMOKE, "configs/presets/ostrack_tiny.yaml"],
 }
+# Sweep files (`lightning sweep`): every run of each parses with its varied values as overrides.
+SWEEPS = sorted(f"configs/sweeps/{p.name}" for p in (CONFIGS / "sweeps").glob("*.yaml"))
 DATA_ONLY = ("configs/presets/data_bench_mixformerv2.yaml",)
 CHAINS = sorted(p.stem for p in (CONFIGS / "pipelines").glob("*.yaml"))
 
@@ -94,6 +97,7 @@ def test_every_config_under_configs_is_covered() -> None:
     """A new config must get a context above (or be named by a chain), so it is parsed here."""
     covered = {c for _, configs in PARSE_CASES for c in configs} | set(DATA_ONLY)
     covered |= {f"configs/pipelines/{name}.yaml" for name in CHAINS}
+    covered |= set(SWEEPS)
     texts = "\n".join((REPO / c).read_text() for c in covered)
     for folder in VALUE_DIRS:
         for path in (CONFIGS / folder).glob("*.yaml"):
@@ -101,6 +105,18 @@ def test_every_config_under_configs_is_covered() -> None:
             covered.add(f"configs/{folder}/{path.name}")
     every = {str(p.relative_to(REPO)) for p in CONFIGS.rglob("*.yaml")}
     assert every - covered == set()
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_run_of_a_sweep_parses_with_its_values(sweep: str) -> None:
+    from lightning_app.sweep.spec import SEED_KEY, load_sweep, override_args
+
+    loaded = load_sweep(sweep)
+    for run in loaded.runs:
+        seed = [] if run.seed is None else [f"--{SEED_KEY}", str(run.seed)]
+        cfg = parse_configs(list(loaded.configs), [*override_args(run.values), *seed])
+        for key, value in run.values.items():
+            assert _value(cfg, key) == value, (run.name, key)
 
 
 @pytest.mark.parametrize("config", DATA_ONLY)
