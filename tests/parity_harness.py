@@ -35,7 +35,7 @@ OSTRACK_CE = dict(ce_loc=(3, 6, 9), ce_keep_ratio=(0.7, 0.7, 0.7))
 VIT_B = {k: VIT_SIZES["base_patch16"][k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
 
 UNREGISTERED_FAMILIES = {
-    "compresstracker_train": "the training-time CompressTracker (teacher + student stages) is not implemented yet",
+    "compresstracker_train": "a training-time fixture (teacher + student stages): tests/test_compresstracker_fixtures.py",
 }
 UNREGISTERED_CONFIGS = {
     "experiments/mixformer_vit_online/baseline.yaml": (

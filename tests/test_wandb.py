@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,17 @@ CONFIGS = ["configs/ostrack_256.yaml", "configs/presets/cpu_smoke.yaml", "config
 def test_flat_config_names_nested_keys_with_dots() -> None:
     flat = flat_config({"network": {"init_args": {"depth": 4}}, "datasets": [{"root": "a"}], "lr": 1e-3})
     assert flat == {"network.init_args.depth": 4, "datasets.0.root": "a", "lr": 1e-3}
+
+
+def _records_when_written(run: Path, wait_s: float = 60.0) -> bytes:
+    """The offline run's records (config and summary live there). W&B's writer is its own process and may
+    still be flushing when the command has exited on a loaded machine, so wait for the summary."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = b"".join(p.read_bytes() for p in run.glob("*.wandb"))
+        if b"test/FPS" in records or time.monotonic() > deadline:
+            return records
+        time.sleep(1.0)
 
 
 @pytest.mark.timeout(400)
@@ -43,7 +55,7 @@ def test_an_offline_test_run_holds_config_keys_summary_scores_and_the_per_sequen
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wandb sync" in result.stdout + result.stderr  # the sync command is printed
     (run,) = (tmp_path / "wandb" / "wandb").glob("offline-run-*")
-    records = b"".join(p.read_bytes() for p in run.glob("*.wandb"))  # offline: config and summary live here
+    records = _records_when_written(run)
     assert b"loss_weights.giou" in records and b"optimizer.class_path" in records  # flat hyper-parameter keys
     assert b"lr=0.001" in records and b"abl" in records  # tag and group
     metrics = json.loads(next((tmp_path / "results").rglob("metrics.json")).read_text())["metrics"]["pytracking"]
