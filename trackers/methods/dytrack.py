@@ -33,7 +33,7 @@ from trackers.evaluation.speed import count_flops
 from trackers.inference.dytrack_tracker import EXIT_KEY, DyTrackTracker, DyTrackTrackerConfig
 from trackers.methods.base import TrackingModule
 from trackers.methods.center_family import CenterLossWeights, center_head_losses
-from trackers.models.checkpoints import load_weights
+from trackers.models.checkpoints import load_initial_weights
 from trackers.models.dytrack import DyTrack
 from trackers.nn import box_ops
 from trackers.nn.losses import gaussian_heatmap
@@ -173,10 +173,7 @@ class DyTrackTraining(TrackingModule):
         super().setup(stage)
         if stage != "fit":
             return
-        if self.pretrained:
-            load_weights(self.network, self.pretrained, source="pretrained")
-        if self.init_checkpoint:
-            load_weights(self.network, self.init_checkpoint)
+        load_initial_weights(self.network, self.pretrained, self.init_checkpoint)
 
     def forward(self, batch: TrackingBatch) -> list[TrackerOutput]:
         return self.network.forward_exits(batch["template"][:, 0], batch["search"])

@@ -14,7 +14,7 @@ from torch import Tensor
 from trackers.inference.online import OnlineTracker
 from trackers.methods.base import TrackingModule
 from trackers.methods.center_family import CenterLossWeights, CenterTrackerConfig, center_forward, center_head_losses
-from trackers.models.checkpoints import load_weights
+from trackers.models.checkpoints import load_initial_weights
 from trackers.models.ostrack import OSTrack
 from trackers.types import TrackerOutput, TrackingBatch
 
@@ -53,10 +53,7 @@ class CenterHeadTraining(TrackingModule):
         super().setup(stage)
         if stage != "fit":
             return
-        if self.pretrained:
-            load_weights(self.network, self.pretrained, source="pretrained")
-        if self.init_checkpoint:
-            load_weights(self.network, self.init_checkpoint)
+        load_initial_weights(self.network, self.pretrained, self.init_checkpoint)
 
     def forward(self, batch: TrackingBatch) -> TrackerOutput:
         return center_forward(self.network, batch, self.ce_keep_rate)

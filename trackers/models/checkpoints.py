@@ -188,3 +188,12 @@ def _select(state: StateDict, prefix: str | None, name: str) -> StateDict:
 def _torch_load(path: Path) -> Any:
     """The file's content as data: tensors-only, else an allow-list with inert stand-ins; no code from it runs."""
     return load_checkpoint_data(path)
+
+
+def load_initial_weights(network: nn.Module, pretrained: str | None, init_checkpoint: str | None) -> None:
+    """A trained-from-scratch method's start when fitting begins: the backbone's pretrained weights
+    (``pretrained``: ``mae`` or a file), then a whole checkpoint (``init_checkpoint``) over them."""
+    if pretrained:
+        load_weights(network, pretrained, source="pretrained")
+    if init_checkpoint:
+        load_weights(network, init_checkpoint)
