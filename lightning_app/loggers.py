@@ -102,11 +102,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _per_frame_gmacs(module: L.LightningModule) -> float | None:
+    """GMACs of the tracker's per-frame network call, as `lightning benchmark model` counts them (None when
+    the method's tracker has no single network call to count)."""
+    from lightning_app.commands.benchmark import per_frame_call
+    from trackers.errors import SetupError
+    from trackers.evaluation.speed import count_flops
+
+    try:
+        _, call = per_frame_call(module, module.device)
+    except SetupError:
+        return None
+    return count_flops(call) / 2e9
+
+
 class WandbTestReport(L.Callback):
     """After `lightning test`, puts the benchmark's result into the W&B run: the scores of every convention,
-    the tracking FPS and the parameter count in the run summary, the success / precision plots as
-    images and a per-sequence table (``test/per_sequence``), all read from the raw results and the
-    ``metrics.json`` the test just wrote (rank 0; nothing happens without a W&B logger)."""
+    the tracking FPS, the parameter count and the per-frame GMACs in the run summary, the success /
+    precision plots as images and a per-sequence table (``test/per_sequence``), all read from the raw
+    results and the ``metrics.json`` the test just wrote (rank 0; nothing happens without a W&B logger)."""
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
@@ -135,6 +149,7 @@ class WandbTestReport(L.Callback):
         network = getattr(pl_module, "network", None)
         if network is not None:
             summary["test/params_M"] = count_parameters(network) / 1e6
+            summary["test/GMACs"] = _per_frame_gmacs(pl_module)
         columns = ["sequence", "frames", "AUC", "Precision", "NormPrecision"]
         rows = [[name, len(ann.boxes), *(float(report.sequences[name].get(k, float("nan"))) for k in columns[2:])]
                 for name, ann in zip((a.name for a in annotations), annotations) if name in report.sequences]

@@ -59,7 +59,7 @@ def test_an_offline_test_run_holds_config_keys_summary_scores_and_the_per_sequen
     assert b"loss_weights.giou" in records and b"optimizer.class_path" in records  # flat hyper-parameter keys
     assert b"lr=0.001" in records and b"abl" in records  # tag and group
     metrics = json.loads(next((tmp_path / "results").rglob("metrics.json")).read_text())["metrics"]["pytracking"]
-    for key in ("test/pytracking/AUC", "test/FPS", "test/params_M"):
+    for key in ("test/pytracking/AUC", "test/FPS", "test/params_M", "test/GMACs"):
         assert key.encode() in records, key
     assert json.dumps(metrics["AUC"]).encode() in records  # the summary holds the metrics.json score
     (table_file,) = run.glob("files/media/table/test/per_sequence_*.table.json")
