@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import ActionConfigFile, Namespace
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from trackers.errors import SetupError
 from trackers.safe_unpickling import check_ckpt_path
@@ -59,6 +59,22 @@ OPTIONAL_CALLBACKS: dict[str, str] = {
 TRAINER_DEFAULTS = {"use_distributed_sampler": False}
 
 
+class ConfigToLoggers(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` in the log folder, and the whole resolved config (trainer, model, data)
+    as flat keys in every W&B run, so W&B's table, grouping and parallel coordinates see each setting."""
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        import yaml
+
+        from lightning_app.loggers import DistilTrackWandbLogger
+
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, DistilTrackWandbLogger)]
+        if loggers:
+            resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            for logger in loggers:
+                logger.log_hyperparams(resolved)
+
+
 class DistilTrackCLI(LightningCLI):
     """LightningCLI in subclass mode (the YAML's class_path picks the method and the data module) plus the links.
 
@@ -73,6 +89,7 @@ class DistilTrackCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
         kwargs.setdefault("auto_configure_optimizers", False)  # the method injects its own (model.init_args.optimizer)
+        kwargs.setdefault("save_config_callback", ConfigToLoggers)
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

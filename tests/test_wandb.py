@@ -57,6 +57,7 @@ def test_an_offline_test_run_holds_config_keys_summary_scores_and_the_per_sequen
     (run,) = (tmp_path / "wandb" / "wandb").glob("offline-run-*")
     records = _records_when_written(run)
     assert b"loss_weights.giou" in records and b"optimizer.class_path" in records  # flat hyper-parameter keys
+    assert b"trainer.max_epochs" in records and b"data.init_args.batch_size" in records  # the whole resolved config
     assert b"lr=0.001" in records and b"abl" in records  # tag and group
     metrics = json.loads(next((tmp_path / "results").rglob("metrics.json")).read_text())["metrics"]["pytracking"]
     for key in ("test/pytracking/AUC", "test/FPS", "test/params_M", "test/GMACs"):
