@@ -19,6 +19,8 @@ sequences never drawn (unreadable annotations, too short), each already reported
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, fields, replace
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -97,7 +99,7 @@ class TrackingDataModule(L.LightningDataModule):
         val_samples_per_epoch: int = 10_000,
         batch_size: int = 32,
         num_workers: int = 8,
-        seed: int = 0,
+        seed: int | None = None,
         grayscale_prob: float = 0.05,
         joint_flip_prob: float = 0.5,
         brightness: float = 0.2,
@@ -192,7 +194,14 @@ class TrackingDataModule(L.LightningDataModule):
         crop_aug = replace(crop_aug, normalize=not self.normalizes_on_device())
         processor = PairProcessor(self.template, self.search, self.joint, crop_aug, self.mask_stride,
                                   max_decode_reduction=self.max_decode_reduction)
-        return PairDataset(sampler, processor, samples, seed=self.seed, stream=stream, max_redraws=self.max_redraws)
+        return PairDataset(sampler, processor, samples, seed=self.sample_seed(), stream=stream, max_redraws=self.max_redraws)
+
+    def sample_seed(self) -> int:
+        """``seed``; when unset (null), the run's ``seed_everything`` value (``PL_GLOBAL_SEED``, 0 without
+        one), so runs that differ only in ``--seed_everything`` also draw different training pairs."""
+        if self.seed is not None:
+            return self.seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def normalizes_on_device(self) -> bool:
         """``normalize_on_device``; when unset (null), on exactly when the trainer runs on an accelerator."""

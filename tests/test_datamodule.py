@@ -97,6 +97,25 @@ def test_train_epochs_differ_and_val_is_fixed(synth_root: Path) -> None:
     assert torch.equal(val_first, next(iter(val))["search"])
 
 
+def test_unset_seed_follows_seed_everything(synth_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seeds of an ablation must differ in their training pairs, not only in their initialisation."""
+    from lightning.fabric.utilities.seed import seed_everything
+
+    def first_search(**overrides) -> torch.Tensor:  # noqa: ANN003
+        dm = _module(synth_root, **overrides)
+        dm.setup("fit")
+        return next(iter(dm.train_dataloader()))["search"]
+
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    unseeded = first_search()
+    seed_everything(0)
+    assert torch.equal(first_search(), unseeded)  # no seed_everything behaves as seed 0
+    assert torch.equal(first_search(seed=0), unseeded)
+    seed_everything(1)
+    assert not torch.equal(first_search(), unseeded)
+    assert torch.equal(first_search(seed=0), unseeded)  # an explicit data seed wins
+
+
 def test_defaults_follow_ostrack_256() -> None:
     dm = TrackingDataModule()
     template, search = dm.template, dm.search
