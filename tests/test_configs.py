@@ -43,6 +43,8 @@ FRAGMENT_CONTEXTS: dict[str, list[str]] = {
     "configs/presets/dytrack_tiny.yaml": ["configs/dytrack_256.yaml", SMOKE],
     "configs/presets/cpu_smoke_dytrack.yaml": ["configs/dytrack_256.yaml", SMOKE, "configs/presets/dytrack_tiny.yaml"],
     "configs/sweeps/fragments/tiny_run.yaml": ["configs/ostrack_256.yaml", SMOKE, "configs/presets/ostrack_tiny.yaml"],
+    "configs/ablations/compresstracker_mini/replacement_2x.yaml": [
+        "configs/compresstracker_4.yaml", SMOKE, "configs/ablations/compresstracker_mini/common.yaml"],
 }
 # Sweep files (`lightning sweep`): every run of each parses with its varied values as overrides.
 SWEEPS = sorted(f"configs/sweeps/{p.name}" for p in (CONFIGS / "sweeps").glob("*.yaml"))
