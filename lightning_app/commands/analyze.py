@@ -159,7 +159,8 @@ def main(argv: list[str]) -> int:
     mode.add_argument("--results", nargs="+", help="raw-result folders, as NAME=DIR or DIR")
     mode.add_argument("--pareto", nargs="+", metavar="NAME=RESULTS[,SPEED_JSON][,record=R][,precision=P][,backend=B]",
                       help="test runs (folder with metrics.json) joined with a speed JSON record (default: "
-                           "tracker_speed.json beside metrics.json); the options pick one record of the file")
+                           "tracker_speed.json beside metrics.json); record=NAME|N (1-based), precision=, backend= pick "
+                           "one record of the file")
     mode.add_argument("--compare", nargs="+", metavar="NAME=DIR",
                       help="two raw-result folders on one benchmark, reference first: teacher=DIR student=DIR")
     parser.add_argument("--dataset-root", type=Path, help="benchmark root, as `lightning test`'s root")

@@ -129,25 +129,28 @@ def speed_records(speed_file: Path) -> list[dict[str, Any]]:
 
 def select_record(records: Sequence[Mapping[str, Any]], select: Sequence[tuple[str, str]], speed_file: Path,
                   point: str) -> Mapping[str, Any]:
-    """The one record matching every selector (``record`` = the record's name); a missing or ambiguous
-    choice is an error that lists what the file holds."""
-    def matches(rec: Mapping[str, Any]) -> bool:
+    """The one record matching every selector (``record``: the record's name, or its 1-based position in
+    the file); a missing or ambiguous choice is an error that lists what the file holds."""
+    def matches(index: int, rec: Mapping[str, Any]) -> bool:
         for key, value in select:
-            field = "name" if key == "record" else key
-            default = {"precision": DEFAULT_PRECISION, "backend": DEFAULT_BACKEND}.get(field)
-            if str(rec.get(field, default)) != value:
+            if key == "record":
+                if str(rec["name"]) != value and not (value.isdigit() and int(value) == index + 1):
+                    return False
+                continue
+            default = {"precision": DEFAULT_PRECISION, "backend": DEFAULT_BACKEND}[key]
+            if str(rec.get(key, default)) != value:
                 return False
         return True
 
-    found = [r for r in records if matches(r)]
-    held = ", ".join(f"{r['name']} ({r.get('precision', DEFAULT_PRECISION)}, {r.get('backend', DEFAULT_BACKEND)})"
-                     for r in records) or "none"
+    found = [r for i, r in enumerate(records) if matches(i, r)]
+    held = "; ".join(f"{i}: {r['name']} ({r.get('precision', DEFAULT_PRECISION)}, "
+                     f"{r.get('backend', DEFAULT_BACKEND)})" for i, r in enumerate(records, 1)) or "none"
     wanted = ",".join(f"{k}={v}" for k, v in select) or "any"
     if not found:
         raise SetupError(f"point {point}: no speed record matching {wanted} in {speed_file} (it holds: {held})")
     if len(found) > 1:
         raise SetupError(f"point {point}: {len(found)} speed records match {wanted} in {speed_file} ({held}); "
-                         "add ,record=NAME or ,precision=P / ,backend=B to the --pareto entry")
+                         "add ,record=NAME|N or ,precision=P / ,backend=B to the --pareto entry")
     return found[0]
 
 

@@ -90,6 +90,7 @@ def plot_reports(overall: dict[str, dict], convention: str, out_dir: str | Path,
 FRONT_COLOR, OFF_FRONT_COLOR = "#d62728", "#7f7f7f"  # the front in red, dominated points in grey
 LOSS_COLOR, GAIN_COLOR = "#d62728", "#2ca02c"  # per-sequence differences: below / above the reference
 LOG_FPS_SPAN = 10.0  # FPS axis goes logarithmic when the fastest point is this many times the slowest
+LABEL_CLEARANCE = 0.04  # markers closer than this share of both axis spans get their labels apart
 MAX_BAR_LABELS = 60  # beyond this many bars the sequence names are left off (unreadable)
 
 
@@ -107,26 +108,41 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_pareto(points, path: str | Path, score_label: str = "AUC", title: str = "") -> Path:
-    """Score vs FPS, one labelled marker per point; the front as red markers joined by its staircase.
+def _label_offsets(xs: list[float], ys: list[float], log_x: bool) -> list[tuple[int, int]]:
+    """Text offsets (points): above the marker, or below it when a higher marker sits close by."""
+    span_x = (np.log(max(xs)) - np.log(min(xs))) if log_x else (max(xs) - min(xs))
+    span_y = max(ys) - min(ys)
+    pos = [((np.log(x) if log_x else x) / (span_x or 1.0), y / (span_y or 1.0)) for x, y in zip(xs, ys)]
 
-    ``points`` are ``trackers.evaluation.pareto.ParetoPoint``s (name, label, score, fps, on_front).
+    def below(i: int) -> bool:
+        x, y = pos[i]
+        return any(abs(x - x2) < LABEL_CLEARANCE and abs(y - y2) < LABEL_CLEARANCE and (y2, -j) > (y, -i)
+                   for j, (x2, y2) in enumerate(pos) if j != i)
+
+    return [(5, -11) if below(i) else (5, 4) for i in range(len(pos))]
+
+
+def plot_pareto(points, path: str | Path, score_label: str = "AUC", title: str = "") -> Path:
+    """Score vs FPS, one labelled marker per point; the front as red markers joined by a line.
+
+    ``points`` are ``trackers.evaluation.pareto.ParetoPoint``s (label, score, fps, on_front).
     """
     fig, ax = _new_axes()
-    for p in points:
+    fps = [p.fps for p in points]
+    log_x = bool(fps) and min(fps) > 0 and max(fps) / min(fps) >= LOG_FPS_SPAN
+    for p, offset in zip(points, _label_offsets(fps, [p.score for p in points], log_x)):
         ax.scatter(p.fps, p.score, s=60 if p.on_front else 36, zorder=3,
                    color=FRONT_COLOR if p.on_front else OFF_FRONT_COLOR, marker="o" if p.on_front else "x")
-        ax.annotate(p.label, (p.fps, p.score), textcoords="offset points", xytext=(5, 4), fontsize="x-small")
+        ax.annotate(p.label, (p.fps, p.score), textcoords="offset points", xytext=offset, fontsize="x-small")
     front = sorted((p for p in points if p.on_front), key=lambda p: p.fps)
     if len(front) > 1:
-        ax.step([p.fps for p in front], [p.score for p in front], where="post", color=FRONT_COLOR,
-                linewidth=1.5, zorder=2, label="front")
+        ax.plot([p.fps for p in front], [p.score for p in front], color=FRONT_COLOR, linestyle="--",
+                linewidth=1.2, zorder=2, label="front")
         ax.legend(loc="best", fontsize="small")
-    fps = [p.fps for p in points]
-    if fps and min(fps) > 0 and max(fps) / min(fps) >= LOG_FPS_SPAN:
+    if log_x:
         ax.set_xscale("log")
     ax.margins(0.15)
-    ax.set(xlabel="FPS", ylabel=f"{score_label}", title=title)
+    ax.set(xlabel="FPS", ylabel=score_label, title=title)
     ax.grid(True, linestyle=":")
     return _save(fig, path)
 
