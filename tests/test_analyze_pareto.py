@@ -22,9 +22,9 @@ from trackers.evaluation.plots import FRONT_COLOR, OFF_FRONT_COLOR
 from trackers.methods.base import METRICS_FILE
 
 
-def _results(root: Path, name: str, auc: float, benchmark: str = "synthtrack") -> Path:
+def _results(root: Path, name: str, auc: float, benchmark: str = "synthtrack", run: str | None = None) -> Path:
     """A results folder as `lightning test` leaves it: <run>/results/<benchmark>/<tracker>/metrics.json."""
-    folder = root / name / "results" / benchmark / name
+    folder = root / (run or name) / "results" / benchmark / name
     folder.mkdir(parents=True)
     record = {"benchmark": benchmark, "tracker": name,
               "metrics": {"pytracking": {"AUC": auc, "Precision": auc + 1.0, "num_sequences": 3.0}}}
@@ -102,6 +102,24 @@ def test_points_join_metrics_with_tracker_and_model_records(tmp_path: Path) -> N
     assert (points["slow"].fps, points["slow"].speed_record) == (30.0, "slow_cfg")
     assert {n: p.on_front for n, p in points.items()} == {"teacher": True, "student_int8": True,
                                                           "student_bf16": False, "slow": False}
+
+
+def test_runs_at_other_precisions_find_their_record_in_the_fp32_folder(tmp_path: Path) -> None:
+    """`benchmark tracker` writes every precision's record beside the fp32 results, named like the
+    results folders that `lightning test --precision/--backend` suffixes."""
+    fp32 = _results(tmp_path, "ostrack", 60.0, run="run")
+    int8 = _results(tmp_path, "ostrack_int8", 59.0, run="run")
+    ort = _results(tmp_path, "ostrack_int8_onnxruntime", 58.5, run="run")
+    (fp32 / TRACKER_SPEED_FILE).write_text(json.dumps([
+        _tracker_record("ostrack", 100.0), _tracker_record("ostrack_bf16", 150.0, "bf16"),
+        _tracker_record("ostrack_int8", 200.0, "int8"),
+        _tracker_record("ostrack_int8_onnxruntime", 90.0, "int8", "onnxruntime")]))
+    points = pareto_points([parse_point_spec(f"{n}={d}") for n, d in (("fp32", fp32), ("int8", int8),
+                                                                      ("ort", ort))])
+    assert [(p.fps, p.precision, p.backend) for p in points] == [(100.0, "fp32", "torch"), (200.0, "int8", "torch"),
+                                                                  (90.0, "int8", "onnxruntime")]
+    assert {p.speed_file for p in points} == {str(fp32 / TRACKER_SPEED_FILE)}
+    assert [p.on_front for p in points] == [True, True, False]
 
 
 def test_missing_and_broken_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -24,6 +24,10 @@ TRACKER_SPEED_FILE = "tracker_speed.json"  # `lightning benchmark tracker --json
 DEFAULT_SCORE = "pytracking.AUC"
 DEFAULT_PRECISION, DEFAULT_BACKEND = "fp32", "torch"  # what `benchmark model` records (no such keys) measured
 SELECTORS = ("record", "precision", "backend")  # keys a point spec may use to pick one speed record
+# What `lightning test --precision/--backend` appends to the results folder and tracker name (fp32/torch:
+# nothing; trackers.inference.runtime.runtime_suffix): `benchmark tracker` writes the JSON of all of them
+# beside the fp32/torch results, with each record named like its results folder.
+RUNTIME_SUFFIX_PARTS = ("bf16", "int8", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -161,15 +165,40 @@ def mark_front(scores: Sequence[float], fps: Sequence[float]) -> list[bool]:
     return [not any(s2 >= s and f2 >= f and (s2 > s or f2 > f) for s2, f2 in points) for s, f in points]
 
 
+def runtime_base_name(folder_name: str) -> str:
+    """The fp32/torch results folder name of a run: ``ostrack_int8_onnxruntime`` -> ``ostrack``."""
+    name = folder_name
+    while (stem := name.rpartition("_"))[1] and stem[2] in RUNTIME_SUFFIX_PARTS:
+        name = stem[0]
+    return name
+
+
+def default_speed_file(metrics_file: Path) -> Path:
+    """``tracker_speed.json`` beside ``metrics.json``, else beside the fp32/torch sibling results folder
+    (where `lightning benchmark tracker` writes the records of every precision and backend)."""
+    beside = metrics_file.parent / TRACKER_SPEED_FILE
+    sibling = metrics_file.parent.parent / runtime_base_name(metrics_file.parent.name) / TRACKER_SPEED_FILE
+    return sibling if not beside.is_file() and sibling.is_file() else beside
+
+
 def join_point(spec: PointSpec, score: str = DEFAULT_SCORE) -> ParetoPoint:
-    """Read one point's score and speed record (front marking comes later, over all points)."""
+    """Read one point's score and speed record (front marking comes later, over all points).
+
+    Without selectors, a speed JSON of several records gives the one named like the test run's tracker
+    (``metrics.json``'s ``tracker``, e.g. ``ostrack_int8``), as `benchmark tracker` names them.
+    """
     metrics_file = find_metrics_file(spec.results)
-    speed_file = spec.speed_json or metrics_file.parent / TRACKER_SPEED_FILE
+    speed_file = spec.speed_json or default_speed_file(metrics_file)
     if not speed_file.is_file():
         raise MissingFileError(f"point {spec.name}: no speed JSON {speed_file}; write it with `lightning benchmark "
                                "tracker --json` (or `benchmark model --json`) or pass NAME=RESULTS,SPEED_JSON")
     value = read_score(metrics_file, score)
-    record = select_record(speed_records(speed_file), spec.select, speed_file, spec.name)
+    records = speed_records(speed_file)
+    select = spec.select
+    tracker = read_json(metrics_file, "metrics file").get("tracker")
+    if not select and len(records) > 1 and [r["name"] for r in records].count(tracker) == 1:
+        select = (("record", str(tracker)),)
+    record = select_record(records, select, speed_file, spec.name)
     return ParetoPoint(
         name=spec.name, score=value, fps=float(record["fps"]),
         precision=str(record.get("precision", DEFAULT_PRECISION)), backend=str(record.get("backend", DEFAULT_BACKEND)),
