@@ -145,6 +145,10 @@ def test_missing_and_broken_inputs_are_one_line_errors(tmp_path: Path, capsys: p
         assert err.startswith("error: ") and message in err and "\n" not in err, (spec, err)
     assert lightning(["analyze", "--pareto", f"a={student},precision=bf16", "--score", "got10k.AO"]) == 2
     assert "no metrics.got10k.AO" in capsys.readouterr().err
+    lasot = _results(tmp_path, "on_lasot", 50.0, benchmark="lasot")
+    (lasot / TRACKER_SPEED_FILE).write_text(json.dumps([_tracker_record("on_lasot", 10.0)]))
+    assert lightning(["analyze", "--pareto", f"a={student},precision=bf16", f"b={lasot}"]) == 2
+    assert "different benchmarks (a: synthtrack, b: lasot)" in capsys.readouterr().err
 
 
 def test_command_prints_the_table_and_writes_plot_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -53,6 +53,7 @@ class ParetoPoint:
     metrics_file: str
     speed_file: str
     speed_record: str
+    benchmark: str = "?"  # metrics.json's benchmark: one front compares runs on one benchmark
 
     @property
     def label(self) -> str:
@@ -195,7 +196,8 @@ def join_point(spec: PointSpec, score: str = DEFAULT_SCORE) -> ParetoPoint:
     value = read_score(metrics_file, score)
     records = speed_records(speed_file)
     select = spec.select
-    tracker = read_json(metrics_file, "metrics file").get("tracker")
+    metrics = read_json(metrics_file, "metrics file")
+    tracker = metrics.get("tracker")
     if not select and len(records) > 1 and [r["name"] for r in records].count(tracker) == 1:
         select = (("record", str(tracker)),)
     record = select_record(records, select, speed_file, spec.name)
@@ -204,6 +206,7 @@ def join_point(spec: PointSpec, score: str = DEFAULT_SCORE) -> ParetoPoint:
         precision=str(record.get("precision", DEFAULT_PRECISION)), backend=str(record.get("backend", DEFAULT_BACKEND)),
         timing="end-to-end" if "end_to_end" in record else "network", device=str(record.get("device", "?")),
         on_front=False, metrics_file=str(metrics_file), speed_file=str(speed_file), speed_record=str(record["name"]),
+        benchmark=str(metrics.get("benchmark", "?")),
     )
 
 
@@ -213,6 +216,10 @@ def pareto_points(specs: Sequence[PointSpec], score: str = DEFAULT_SCORE) -> lis
     if len(set(labels)) != len(labels):
         raise SetupError(f"two --pareto points share a name ({sorted(labels)}); name them NAME=RESULTS")
     points = [join_point(spec, score) for spec in specs]
+    benchmarks = {p.benchmark for p in points}
+    if len(benchmarks) > 1:
+        by = ", ".join(f"{p.name}: {p.benchmark}" for p in points)
+        raise SetupError(f"--pareto points were tested on different benchmarks ({by}); a front compares one benchmark")
     for point, on_front in zip(points, mark_front([p.score for p in points], [p.fps for p in points]), strict=True):
         point.on_front = on_front
     return points
