@@ -85,3 +85,80 @@ def plot_reports(overall: dict[str, dict], convention: str, out_dir: str | Path,
         scores = {name: float(res[spec.score_key]) for name, res in overall.items()}
         paths.append(plot_curves(curves, scores, spec, Path(out_dir) / spec.file_name, title))
     return paths
+
+
+FRONT_COLOR, OFF_FRONT_COLOR = "#d62728", "#7f7f7f"  # the front in red, dominated points in grey
+LOSS_COLOR, GAIN_COLOR = "#d62728", "#2ca02c"  # per-sequence differences: below / above the reference
+LOG_FPS_SPAN = 10.0  # FPS axis goes logarithmic when the fastest point is this many times the slowest
+LABEL_CLEARANCE = 0.04  # markers closer than this share of both axis spans get their labels apart
+MAX_BAR_LABELS = 60  # beyond this many bars the sequence names are left off (unreadable)
+
+
+def _new_axes(size: tuple[float, float] = FIGURE_SIZE_INCHES):
+    fig = Figure(figsize=size, dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    return path
+
+
+def _label_offsets(xs: list[float], ys: list[float], log_x: bool) -> list[tuple[int, int]]:
+    """Text offsets (points): above the marker, or below it when a higher marker sits close by."""
+    span_x = (np.log(max(xs)) - np.log(min(xs))) if log_x else (max(xs) - min(xs))
+    span_y = max(ys) - min(ys)
+    pos = [((np.log(x) if log_x else x) / (span_x or 1.0), y / (span_y or 1.0)) for x, y in zip(xs, ys)]
+
+    def below(i: int) -> bool:
+        x, y = pos[i]
+        return any(abs(x - x2) < LABEL_CLEARANCE and abs(y - y2) < LABEL_CLEARANCE and (y2, -j) > (y, -i)
+                   for j, (x2, y2) in enumerate(pos) if j != i)
+
+    return [(5, -11) if below(i) else (5, 4) for i in range(len(pos))]
+
+
+def plot_pareto(points, path: str | Path, score_label: str = "AUC", title: str = "") -> Path:
+    """Score vs FPS, one labelled marker per point; the front as red markers joined by a line.
+
+    ``points`` are ``trackers.evaluation.pareto.ParetoPoint``s (label, score, fps, on_front).
+    """
+    fig, ax = _new_axes()
+    fps = [p.fps for p in points]
+    log_x = bool(fps) and min(fps) > 0 and max(fps) / min(fps) >= LOG_FPS_SPAN
+    for p, offset in zip(points, _label_offsets(fps, [p.score for p in points], log_x)):
+        ax.scatter(p.fps, p.score, s=60 if p.on_front else 36, zorder=3,
+                   color=FRONT_COLOR if p.on_front else OFF_FRONT_COLOR, marker="o" if p.on_front else "x")
+        ax.annotate(p.label, (p.fps, p.score), textcoords="offset points", xytext=offset, fontsize="x-small")
+    front = sorted((p for p in points if p.on_front), key=lambda p: p.fps)
+    if len(front) > 1:
+        ax.plot([p.fps for p in front], [p.score for p in front], color=FRONT_COLOR, linestyle="--",
+                linewidth=1.2, zorder=2, label="front")
+        ax.legend(loc="best", fontsize="small")
+    if log_x:
+        ax.set_xscale("log")
+    ax.margins(0.15)
+    ax.set(xlabel="FPS", ylabel=score_label, title=title)
+    ax.grid(True, linestyle=":")
+    return _save(fig, path)
+
+
+def plot_differences(labels: list[str], differences: list[float], path: str | Path, ylabel: str,
+                     title: str = "") -> Path:
+    """Sorted bars of ``other - reference`` per item (sequence or attribute): losses red, gains green."""
+    width = min(max(FIGURE_SIZE_INCHES[0], 0.25 * len(labels) + 1.5), 3 * FIGURE_SIZE_INCHES[0])
+    fig, ax = _new_axes((width, FIGURE_SIZE_INCHES[1]))
+    x = np.arange(len(labels))
+    ax.bar(x, differences, color=[LOSS_COLOR if d < 0 else GAIN_COLOR for d in differences])
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    if len(labels) <= MAX_BAR_LABELS:
+        ax.set_xticks(x, labels, rotation=90, fontsize="x-small")
+    else:
+        ax.set_xticks([])
+    ax.set(ylabel=ylabel, title=title, xlim=(-0.6, len(labels) - 0.4))
+    ax.grid(True, axis="y", linestyle=":")
+    return _save(fig, path)
