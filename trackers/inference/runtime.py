@@ -139,17 +139,16 @@ class NetworkProxy(nn.Module):
         except AttributeError:
             pass
         attr = getattr(self._modules["inner"], name)
-        if not inspect.ismethod(attr):
-            return attr
+        if not callable(attr) or isinstance(attr, nn.Module) or isinstance(attr, type):
+            return attr  # values (num_exits, has_score_head) and sub-modules (backbone) as they are
         return lambda *args, **kwargs: self._call(name, attr, args, kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("forward", self._modules["inner"], args, kwargs)
 
     def _call(self, name: str, fn: Callable, args: tuple, kwargs: dict) -> Any:
-        if inspect.isgeneratorfunction(getattr(fn, "__func__", None)):
-            return self._steps(name, fn(*args, **kwargs))
-        return self.run(name, lambda: fn(*args, **kwargs))
+        out = self.run(name, lambda: fn(*args, **kwargs))
+        return self._steps(name, out) if inspect.isgenerator(out) else out
 
     def _steps(self, name: str, generator: Iterator) -> Iterator:
         sentinel = object()
