@@ -189,3 +189,12 @@ def test_fit_refuses_a_tracker_precision_in_one_line(capsys: pytest.CaptureFixtu
     assert cli.main(["fit", *args, "--precision", "bf16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--trainer.precision" in err[0]
+
+
+def test_benchmark_model_names_the_precision(tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    args = [a for c in FAMILIES["mixformerv2"] for a in ("--config", str(ROOT / c))]
+    assert cli.main(["benchmark", "model", *args, "--precision", "bf16", "--iters", "1", "--warmup", "0",
+                     "--json", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    assert report["name"] == "mixformerv2_b + cpu_smoke_bf16" and report["params_m"] > 0
