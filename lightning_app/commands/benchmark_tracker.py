@@ -257,6 +257,8 @@ def main(argv: list[str]) -> int:
                                                     args.ckpt_path)
         records.append(record)
         first_dir = first_dir or folder
+        print(f"measured {record['label']}: {record['fps']:.1f} FPS end to end, {record['network_fps']:.1f} FPS "
+              f"network, {record['overhead_share']:.1%} outside the network", flush=True)  # long runs show progress
     add_ratios(records)
     print(format_table(records))
     path = args.json or first_dir / JSON_NAME
