@@ -19,6 +19,10 @@ What the parser adds to LightningCLI's (``add_arguments_to_parser``):
   (``snapshots: null``) instead of copying the whole ``trainer.callbacks`` list; they are added to
   the Trainer's callbacks after that list. Callbacks a method always needs (``TeacherFreeze``) come
   from the method's ``configure_callbacks``;
+- **the test tracker's runtime**: ``--precision fp32|bf16|int8`` and ``--backend torch|onnxruntime``
+  (``trackers.inference.runtime``), applied by `lightning test` to the tracker it builds; the result
+  folder carries a non-default one (``<tracker>_bf16``). Other subcommands refuse a non-default value
+  (training precision is ``--trainer.precision``);
 - ``trainer.use_distributed_sampler`` defaults to false: ``TrackingDataModule``'s pair sampler shards
   itself across ranks, Lightning's sampler would replace it.
 """
@@ -31,12 +35,13 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from trackers.errors import SetupError
+from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS
 from trackers.safe_unpickling import check_ckpt_path
 
 # Where the crop sizes are read (the data module's crops) and every key that must equal them.
@@ -57,6 +62,7 @@ OPTIONAL_CALLBACKS: dict[str, str] = {
     "teacher_freeze": "callbacks.teacher_freeze:TeacherFreeze",  # shows a method's teacher freezing in the config
 }
 TRAINER_DEFAULTS = {"use_distributed_sampler": False}
+RUNTIME_SUBCOMMANDS = ("test",)  # the subcommands whose tracker takes --precision / --backend
 
 
 class ConfigToLoggers(SaveConfigCallback):
@@ -100,6 +106,11 @@ class DistilTrackCLI(LightningCLI):
             module, name = target.split(":")
             callback = getattr(importlib.import_module(module), name)
             parser.add_lightning_class_args(callback, key, subclass_mode=True, required=False)
+        parser.add_argument("--precision", type=Literal[PRECISIONS], default=DEFAULT_PRECISION,  # type: ignore[valid-type]
+                            help="`lightning test`: the tracker's precision (bf16 autocast, int8 dynamic "
+                                 "quantisation of the Linear layers, CPU); not the training precision")
+        parser.add_argument("--backend", type=Literal[BACKENDS], default=DEFAULT_BACKEND,  # type: ignore[valid-type]
+                            help="`lightning test`: run the tracker's network in PyTorch or ONNX Runtime (CPU)")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Also refuses a ``--ckpt_path`` that is not plain data, before LightningCLI (its hparams) or the
@@ -109,6 +120,12 @@ class DistilTrackCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             check_ckpt_path(self.config[subcommand].get("ckpt_path"))
+            check_runtime_subcommand(subcommand, self.config[subcommand])
+
+    def before_test(self) -> None:
+        """The test tracker's ``--precision`` / ``--backend`` (applied when the tracker is built)."""
+        config = self.config[self.subcommand]
+        self.model.set_runtime(config.get("precision", DEFAULT_PRECISION), config.get("backend", DEFAULT_BACKEND))
 
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - LightningCLI's signature
         check = getattr(self.datamodule, "check_roots", None)
@@ -119,6 +136,14 @@ class DistilTrackCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
         # an optional callback key left null (no ``layer_decay``) adds no callback
         return super()._instantiate_trainer(config, [c for c in callbacks if c is not None])
+
+
+def check_runtime_subcommand(subcommand: str, config: Namespace) -> None:
+    """``--precision`` / ``--backend`` are test-time tracker options: refused, in one line, elsewhere."""
+    precision, backend = config.get("precision", DEFAULT_PRECISION), config.get("backend", DEFAULT_BACKEND)
+    if subcommand not in RUNTIME_SUBCOMMANDS and (precision, backend) != (DEFAULT_PRECISION, DEFAULT_BACKEND):
+        raise SetupError(f"--precision {precision} --backend {backend}: `lightning {subcommand}` does not run the "
+                         f"tracker; these apply to `lightning test` (training precision: --trainer.precision)")
 
 
 class _ConfigBuilder(DistilTrackCLI):

@@ -1,6 +1,7 @@
-"""`lightning benchmark model|data`: speed figures as tables, JSON and ratios measured in one run.
+"""`lightning benchmark model|tracker|data`: speed figures as tables, JSON and ratios measured in one run.
 
-    lightning benchmark model --config configs/ostrack_256.yaml
+    lightning benchmark model --config configs/ostrack_256.yaml [--precision bf16] [--backend onnxruntime]
+    lightning benchmark tracker --config configs/ostrack_256.yaml --precisions fp32 bf16 int8   (whole online step)
     lightning benchmark model --compare configs/ostrack_256.yaml configs/mixformerv2_b.yaml
     lightning benchmark model --compare configs/a.yaml,configs/presets/cpu_smoke.yaml ...   (comma = composed)
     lightning benchmark data --config configs/mixformerv2_b.yaml --config configs/presets/cpu_smoke.yaml
@@ -15,26 +16,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lightning_app.commands.track import add_runtime_arguments
 from lightning_app.config_loading import build_model_from_configs
 from trackers.errors import SetupError
 from trackers.evaluation.speed import SpeedReport, resolve_device, speed_report
 from trackers.inference.online import CropTracker
+from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, runtime_suffix
 
 # Untimed and timed per-frame calls (also `lightning pipeline`'s, which times every stage's model).
 LATENCY_WARMUP, LATENCY_ITERS = 20, 100
 
 
-def per_frame_call(module, device: torch.device):
-    """The network call a tracker makes per frame (template work cached at initialisation)."""
+def per_frame_call(module, device: torch.device, precision: str = DEFAULT_PRECISION,
+                   backend: str = DEFAULT_BACKEND):
+    """The network call a tracker makes per frame (template work cached at initialisation), at ``precision``
+    on ``backend`` (``trackers.inference.runtime``)."""
     module.to(device).eval()  # before build_tracker: trackers cache device tensors (e.g. the CE template mask)
     tracker = module.build_tracker()
     if not isinstance(tracker, CropTracker):
         raise SetupError(f"{type(module).__name__} has no network to benchmark")
+    network = tracker.network  # parameters are counted on the model, whatever runs it
+    tracker = apply_runtime(tracker, precision, backend)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8)
     tracker.initialize(frame, np.array([280.0, 200.0, 80.0, 60.0]))
     search = torch.randn(1, 3, tracker.search_size, tracker.search_size, device=device)
-    return tracker.network, (lambda: tracker.predict(search))
+    return network, (lambda: tracker.predict(search))
 
 
 def check_latency_calls(warmup: int, iters: int) -> None:
@@ -42,12 +49,13 @@ def check_latency_calls(warmup: int, iters: int) -> None:
         raise SetupError(f"--iters must be >= 1 and --warmup >= 0, got {iters} and {warmup}")
 
 
-def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int, iters: int) -> list[SpeedReport]:
+def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int, iters: int,
+                    precision: str = DEFAULT_PRECISION, backend: str = DEFAULT_BACKEND) -> list[SpeedReport]:
     reports = []
     for configs in entries:
         module = build_model_from_configs(configs)
-        network, call = per_frame_call(module, device)
-        name = " + ".join(Path(c).stem for c in configs)
+        network, call = per_frame_call(module, device, precision, backend)
+        name = " + ".join(Path(c).stem for c in configs) + runtime_suffix(precision, backend)
         reports.append(speed_report(name, network, call, device, warmup, iters))
     return reports
 
@@ -80,10 +88,17 @@ def main(argv: list[str]) -> int:
     model.add_argument("--frames", type=int, default=100,
                        help="early-exit models (DyTrack): real frames of the config's test benchmark to time")
     model.add_argument("--ckpt_path", help="early-exit models: trained weights for the real-frame timing")
+    add_runtime_arguments(model)
+    sub.add_parser("tracker", help="end-to-end FPS of the whole online step on real frames, and the "
+                                             "network's share (`lightning benchmark tracker --help`)", add_help=False)
     data = sub.add_parser("data", help="samples/s per worker of the data pipeline vs a straightforward reference")
     data.add_argument("--config", action="append", default=[], required=True)
     data.add_argument("--samples", type=int, default=200)
     data.add_argument("--json", type=Path)
+    if argv[:1] == ["tracker"]:
+        from lightning_app.commands.benchmark_tracker import main as benchmark_tracker
+
+        return benchmark_tracker(argv[1:])
     args = parser.parse_args(argv)
 
     if args.what == "data":
@@ -99,7 +114,8 @@ def main(argv: list[str]) -> int:
     if not entries:
         parser.error("give --config and/or --compare")
     check_latency_calls(args.warmup, args.iters)
-    reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters)
+    reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters, args.precision,
+                              args.backend)
     print(format_table(reports))
     early_exit = early_exit_section(entries, resolve_device(args.device), args.warmup, args.iters, args.frames,
                                     args.ckpt_path)

@@ -30,6 +30,7 @@ from trackers.evaluation.result_files import write_raw_results
 from trackers.evaluation.speed import resolve_device
 from trackers.inference.frame_sources import ImageFolderFrames, VideoFrames, open_frames
 from trackers.inference.ope import FrameSource, run_sequence
+from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, apply_runtime
 from trackers.models.checkpoints import load_weights
 from trackers.nn import box_ops
 from trackers.safe_unpickling import check_checkpoint_file
@@ -101,7 +102,7 @@ def track_frames(args: argparse.Namespace, box: np.ndarray, frames: ImageFolderF
     elif network is not None:
         print("warning: no --checkpoint given, the network has untrained weights", file=sys.stderr)
     module.to(device).eval()
-    tracker = module.build_tracker()
+    tracker = apply_runtime(module.build_tracker(), args.precision, args.backend)
 
     start = time.perf_counter()
     with tqdm(total=len(frames), initial=1, desc="track", unit="frame") as bar:
@@ -131,7 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", type=Path, help="write the frames with boxes drawn here (.mp4)")
     parser.add_argument("--max-frames", type=int, help="track only the first N frames")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_runtime_arguments(parser)
     return parser
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` / ``--backend`` of a tool that builds a tracker (``trackers.inference.runtime``)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="network precision: bf16 autocast (CPU/GPU), int8 dynamic quantisation of the "
+                             "Linear layers (CPU)")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                        help="run the network in PyTorch or ONNX Runtime (CPU)")
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""Model speed: parameters, FLOPs (PyTorch's flop counter) and batch-1 latency.
+"""Model speed: parameters, FLOPs (PyTorch's flop counter) and batch-1 latency; the tracker step's network share.
 
 Latency follows the papers' model-only protocol (spec tracking_ecosystem §4.7): warm-up calls,
 then timed calls, CUDA-synchronised on GPU; median and p90 are reported because a mean hides
@@ -7,17 +7,23 @@ the stalls that a tracker at 30 FPS cannot afford.
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from trackers.errors import SetupError
+from trackers.inference.runtime import NetworkProxy
 
 
 @dataclass
@@ -109,3 +115,67 @@ def speed_report(name: str, module: nn.Module, fn: Callable[[], object], device:
         fps=1e3 / median,
         device=str(device),
     )
+
+
+def latency_summary(times_ms: Sequence[float]) -> dict[str, float]:
+    """Median, p10, p90, p99 and mean of per-call times in milliseconds (the speed JSON's keys)."""
+    values = np.asarray(times_ms, dtype=np.float64)
+    p10, median, p90, p99 = np.percentile(values, [10, 50, 90, 99])
+    return {"median_ms": float(median), "p10_ms": float(p10), "p90_ms": float(p90), "p99_ms": float(p99),
+            "mean_ms": float(values.mean())}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict[str, object]:
+    """What a speed figure depends on: CPU, threads, library versions, GPU and CUDA when used."""
+    from importlib import metadata
+
+    try:
+        onnxruntime_version: str | None = metadata.version("onnxruntime")
+    except metadata.PackageNotFoundError:
+        onnxruntime_version = None
+    cuda = device.type == "cuda"
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "onnxruntime": onnxruntime_version,
+        "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        "cuda": torch.version.cuda if cuda else None,
+    }
+
+
+class TimedNetwork(NetworkProxy):
+    """Counts the time spent inside the network's calls (CUDA-synchronised), so a tracker's step splits
+    into network and everything else (crop, normalise, decode, window, map-back, template update)."""
+
+    def __init__(self, network: nn.Module, device: torch.device) -> None:
+        super().__init__(network)
+        self.cuda = torch.device(device).type == "cuda"
+        self.elapsed_s = 0.0
+
+    def take(self) -> float:
+        """Seconds spent in network calls since the last ``take``."""
+        elapsed, self.elapsed_s = self.elapsed_s, 0.0
+        return elapsed
+
+    def run(self, name: str, call: Callable[[], object]) -> object:
+        start = time.perf_counter()
+        out = call()
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.elapsed_s += time.perf_counter() - start
+        return out

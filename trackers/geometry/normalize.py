@@ -4,6 +4,7 @@ and tracking."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -25,15 +26,24 @@ def normalize_image(image: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, st
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise TypeError(f"normalize_image expects an RGB uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
-    levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
-    if brightness != 1.0:
-        levels = np.clip(levels * np.float32(brightness), 0.0, 1.0)
-    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    tables = np.ascontiguousarray(((levels[:, None] - m) / s).T, dtype=np.float32)  # (3, 256)
+    tables = _lookup_tables(tuple(map(float, mean)), tuple(map(float, std)), float(brightness))
     out = np.empty((3, *image.shape[:2]), np.float32)
     for c, plane in enumerate(cv2.split(image)):
         cv2.LUT(plane, tables[c].reshape(1, 256), dst=out[c])
     return torch.from_numpy(out)
+
+
+@lru_cache(maxsize=64)
+def _lookup_tables(mean: tuple[float, ...], std: tuple[float, ...], brightness: float) -> np.ndarray:
+    """(3, 256) float32 normalised value of each uint8 level per channel; cached (a tracker asks every
+    frame with the same arguments), read-only."""
+    levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    if brightness != 1.0:
+        levels = np.clip(levels * np.float32(brightness), 0.0, 1.0)
+    m, s = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    tables = np.ascontiguousarray(((levels[:, None] - m) / s).T, dtype=np.float32)
+    tables.flags.writeable = False
+    return tables
 
 
 def normalize_uint8(images: Tensor, brightness: Tensor | None = None, mean: Sequence[float] = IMAGENET_MEAN,

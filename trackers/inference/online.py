@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trackers.geometry.crops import clip_box_xywh, crop_box_to_frame, crop_square
+from trackers.geometry.crops import clip_box_xywh, crop_box_to_frame, crop_pixels, crop_square, crop_window
 from trackers.geometry.normalize import normalize_image
 
 
@@ -89,9 +89,11 @@ class CropTracker(OnlineTracker):
     @torch.inference_mode()
     def track(self, frame: np.ndarray) -> TrackResult:
         assert self._state is not None, "call initialize() first"
-        crop = crop_square(frame, self._state, self.search_factor, self.search_size)
-        box_norm, score = self.predict(self._to_input(crop.image))
-        box = crop_box_to_frame(box_norm, self._state, self.search_size / crop.resize_factor)
+        # the search crop's pixels only: its padding mask (crop_square's) is a training input, not needed here
+        window = crop_window(self._state, self.search_factor, frame.shape[1], frame.shape[0])
+        resize_factor = self.search_size / window.size  # crop_square's, so the map-back is bit-identical
+        box_norm, score = self.predict(self._to_input(crop_pixels(frame, window, self.search_size)))
+        box = crop_box_to_frame(box_norm, self._state, self.search_size / resize_factor)
         height, width = frame.shape[:2]
         self._state = clip_box_xywh(box, height, width, self.clip_margin)
         self.on_tracked(frame, score)

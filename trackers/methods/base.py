@@ -33,6 +33,7 @@ from trackers.evaluation.result_files import read_raw_results, write_per_frame_v
 from trackers.freezing import freeze_parameters
 from trackers.inference.online import OnlineTracker
 from trackers.inference.ope import SequenceRun, run_sequence
+from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, runtime_suffix
 from trackers.methods.optim import ParamGroups, build_optimizer
 from trackers.nn.vit import OneStreamViT
 from trackers.types import TrackingBatch
@@ -79,6 +80,12 @@ class TrackingModule(L.LightningModule, ABC):
         self.resume_results = resume_results
         self.tracker_name = tracker_name
         self.test_metrics = nn.ModuleDict()
+        self.runtime_precision, self.runtime_backend = DEFAULT_PRECISION, DEFAULT_BACKEND
+
+    def set_runtime(self, precision: str = DEFAULT_PRECISION, backend: str = DEFAULT_BACKEND) -> None:
+        """Precision and backend of the test tracker (`lightning test --precision --backend`,
+        ``trackers.inference.runtime``); a non-default one is appended to the result folder's name."""
+        self.runtime_precision, self.runtime_backend = precision, backend
 
     def _save_training_hyperparameters(self) -> None:
         """Every constructor argument of the class hierarchy (Lightning collects them from the
@@ -137,8 +144,14 @@ class TrackingModule(L.LightningModule, ABC):
         """The online tracker this method evaluates (every TrackingModule has one)."""
 
     def _result_dir(self, benchmark: str, tracker: OnlineTracker) -> Path:
-        root = Path(self.results_dir) if self.results_dir else Path(self.trainer.default_root_dir) / "results"
-        return root / benchmark / (self.tracker_name or tracker.name)
+        return results_folder(self.results_dir, self.trainer.default_root_dir, benchmark, self.result_name(tracker))
+
+    def result_name(self, tracker: OnlineTracker) -> str:
+        """The results' tracker name: ``tracker_name`` (plus the runtime suffix, e.g. ``_bf16``), else the
+        tracker's own (which :func:`apply_runtime` already suffixed)."""
+        if self.tracker_name:
+            return self.tracker_name + runtime_suffix(self.runtime_precision, self.runtime_backend)
+        return tracker.name
 
     def _benchmark(self) -> str:
         spec = getattr(getattr(self.trainer, "datamodule", None), "test", None)
@@ -152,7 +165,7 @@ class TrackingModule(L.LightningModule, ABC):
 
     def on_test_epoch_start(self) -> None:
         self.test_metrics = nn.ModuleDict(metrics_for(self._benchmark())).to(self.device)
-        self._tracker = self.build_tracker()
+        self._tracker = apply_runtime(self.build_tracker(), self.runtime_precision, self.runtime_backend)
 
     def test_step(self, sequence: Any, batch_idx: int) -> None:
         out_dir = self._result_dir(self._benchmark(), self._tracker)
@@ -168,7 +181,7 @@ class TrackingModule(L.LightningModule, ABC):
             metric.update(run.boxes, sequence.gt_boxes, sequence.visible, sequence.image_size, sequence.name)
 
     def on_test_epoch_end(self) -> None:
-        name = self.tracker_name or self._tracker.name
+        name = self.result_name(self._tracker)
         all_scores: dict[str, dict[str, float]] = {}
         for convention, metric in self.test_metrics.items():
             scores = {k: float(v) for k, v in metric.compute().items()}  # synced across ranks by torchmetrics
@@ -184,3 +197,10 @@ class TrackingModule(L.LightningModule, ABC):
             (raw_dir / METRICS_FILE).write_text(json.dumps(record, indent=2))
             exported = export_official_results(self._benchmark(), raw_dir, name)
             rank_zero_info(f"[{name}] raw results in {raw_dir}" + (f"; official format in {exported}" if exported else ""))
+
+
+def results_folder(results_dir: str | Path | None, default_root_dir: str | Path, benchmark: str, name: str) -> Path:
+    """Where a test run writes ``<benchmark>/<tracker>/`` (raw results, ``metrics.json``): ``results_dir``,
+    default ``<default_root_dir>/results``; tools that write next to the results (speed JSON) use it too."""
+    root = Path(results_dir) if results_dir else Path(default_root_dir) / "results"
+    return root / benchmark / name

@@ -1,0 +1,268 @@
+"""`lightning benchmark tracker`: end-to-end FPS of the whole online step on real frames, and the network's share.
+
+    lightning benchmark tracker --config configs/ostrack_256.yaml --precisions fp32 bf16 int8
+    lightning benchmark tracker --config configs/mixformerv2_s_score.yaml --compare configs/compresstracker_4.yaml
+    lightning benchmark tracker --compare configs/ostrack_256.yaml configs/ostrack_256.yaml@bf16 \\
+        configs/ostrack_256.yaml,configs/presets/cpu_smoke.yaml@int8
+
+An ENTRY is one or more configs (comma = composed, later ones override) with an optional
+``@PRECISION`` or ``@PRECISION/BACKEND`` (``@bf16``, ``@int8``, ``@fp32/onnxruntime``); entries without
+one run at ``--precision`` / ``--backend``. ``--precisions P ...`` runs every entry at each of them.
+
+Every entry tracks the same real frames (the first sequences of the first entry's test benchmark,
+``data.init_args.test``; SynthTrack in the presets), decoded into memory before timing: per frame,
+the whole ``tracker.track`` (crop, normalise, network, decode, window, map back, template update)
+and, inside it, the time spent in the network's calls. The first ``--warmup`` frames are untimed.
+FPS is 1000 / median ms; ratios are against the first entry, measured in this run. The JSON (a
+list of records: name, precision, backend, device, fps, network_fps, end_to_end / network
+percentiles, overhead_share, environment, ...) goes to ``--json``, default ``tracker_speed.json`` in
+the first entry's results folder (next to the ``metrics.json`` of its `lightning test` run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lightning_app.commands.track import load_network_weights
+from lightning_app.config_loading import build_from_configs, parse_configs
+from trackers.errors import MissingFileError, SetupError
+from trackers.evaluation.protocols import benchmark_key
+from trackers.evaluation.speed import TimedNetwork, environment, latency_summary, resolve_device
+from trackers.inference.online import CropTracker
+from trackers.inference.runtime import (BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, apply_runtime,
+                                        check_runtime, runtime_suffix)
+from trackers.methods.base import results_folder
+from trackers.safe_unpickling import check_checkpoint_file
+
+DEFAULT_FRAMES, DEFAULT_WARMUP = 200, 10
+JSON_NAME = "tracker_speed.json"
+
+
+@dataclass
+class Entry:
+    """One compared tracker: composed configs at a precision on a backend."""
+
+    configs: list[str]
+    precision: str = DEFAULT_PRECISION
+    backend: str = DEFAULT_BACKEND
+
+    @property
+    def label(self) -> str:
+        return " + ".join(Path(c).stem for c in self.configs) + runtime_suffix(self.precision, self.backend)
+
+
+def parse_entry(text: str, precision: str, backend: str) -> Entry:
+    """``a.yaml[,b.yaml][@PRECISION[/BACKEND]]`` -> Entry (the defaults where no ``@`` part is given)."""
+    configs, _, runtime = text.partition("@")
+    if runtime:
+        precision, _, given_backend = runtime.partition("/")
+        backend = given_backend or backend
+    if precision not in PRECISIONS or backend not in BACKENDS:
+        raise SetupError(f"--compare {text!r}: write CONFIGS[@PRECISION[/BACKEND]] with PRECISION one of "
+                         f"{', '.join(PRECISIONS)} and BACKEND one of {', '.join(BACKENDS)} (e.g. x.yaml@bf16)")
+    return Entry([c for c in configs.split(",") if c], precision, backend)
+
+
+def entries_from_args(args: argparse.Namespace) -> list[Entry]:
+    texts = ([",".join(args.config)] if args.config else []) + list(args.compare)
+    entries = [parse_entry(t, args.precision, args.backend) for t in texts]
+    if args.precisions:
+        entries = [Entry(e.configs, p, e.backend) for e in entries for p in args.precisions]
+    return entries
+
+
+@dataclass
+class Clip:
+    """Decoded frames of one sequence and its first box (decoding stays outside the timing)."""
+
+    frames: list[np.ndarray]
+    init_box: np.ndarray
+
+
+@dataclass
+class Measurement:
+    end_to_end_ms: list[float] = field(default_factory=list)
+    network_ms: list[float] = field(default_factory=list)
+
+
+def load_clips(datamodule, total_frames: int) -> tuple[str, list[Clip]]:  # noqa: ANN001 - TrackingDataModule
+    """The benchmark key and enough whole sequences (in order) of the test set for ``total_frames`` steps."""
+    spec = getattr(datamodule, "test", None)
+    if spec is None:
+        raise SetupError("data.init_args.test is not set; `benchmark tracker` times real frames of the test benchmark "
+                         "(compose configs/presets/cpu_smoke.yaml for SynthTrack)")
+    datamodule.check_roots("test")
+    datamodule.setup("test")
+    clips, steps = [], 0
+    for i in range(len(datamodule.test_set)):
+        if steps >= total_frames:
+            break
+        sequence = datamodule.test_set[i]
+        count = min(len(sequence), total_frames - steps + 1)
+        if count < 2:
+            continue
+        clips.append(Clip([sequence.load_frame(j) for j in range(count)],
+                          np.asarray(sequence.gt_boxes[0], dtype=np.float64)))
+        steps += count - 1
+    if not clips:
+        raise SetupError(f"data.init_args.test ({spec.type} {spec.split}) has no sequence of 2 frames or more to time")
+    return benchmark_key(spec.type, spec.split, spec.root), clips
+
+
+def time_tracker(tracker: CropTracker, clips: list[Clip], warmup: int) -> Measurement:
+    """Per-frame ms of ``tracker.track`` and of the network calls inside it; the first ``warmup`` steps untimed."""
+    import time
+
+    timed = TimedNetwork(tracker.network, tracker.device)
+    tracker.network = timed
+    measurement, step = Measurement(), 0
+    for clip in clips:
+        tracker.initialize(clip.frames[0], clip.init_box)
+        for frame in clip.frames[1:]:
+            timed.take()
+            start = time.perf_counter()
+            tracker.track(frame)
+            elapsed = time.perf_counter() - start
+            network = timed.take()
+            step += 1
+            if step > warmup:
+                measurement.end_to_end_ms.append(elapsed * 1e3)
+                measurement.network_ms.append(network * 1e3)
+    tracker.network = timed.inner
+    return measurement
+
+
+def build_tracker(entry: Entry, device: torch.device, ckpt_path: str | None):  # noqa: ANN201
+    """(module, datamodule, tracker) of an entry, weights from ``ckpt_path``, at its precision/backend."""
+    check_runtime(entry.precision, entry.backend, device)
+    module, datamodule = build_from_configs(entry.configs)
+    if ckpt_path:
+        load_network_weights(module.network, ckpt_path)
+    module.to(device).eval()
+    tracker = module.build_tracker()
+    if not isinstance(tracker, CropTracker):
+        raise SetupError(f"{' + '.join(entry.configs)}: {type(module).__name__}'s tracker has no network to time")
+    module.set_runtime(entry.precision, entry.backend)
+    return module, datamodule, apply_runtime(tracker, entry.precision, entry.backend)
+
+
+def benchmark_entry(entry: Entry, device: torch.device, frames_of: tuple[str, list[Clip]] | None, frames: int,
+                    warmup: int, ckpt_path: str | None) -> tuple[dict, tuple[str, list[Clip]], Path]:
+    """The speed record of one entry, the (benchmark, clips) it tracked (loaded by the first entry, then
+    shared, so every entry sees the same frames) and its results folder."""
+    module, datamodule, tracker = build_tracker(entry, device, ckpt_path)
+    frames_of = frames_of or load_clips(datamodule, frames + warmup)
+    benchmark, clips = frames_of
+    with torch.inference_mode():
+        measured = time_tracker(tracker, clips, warmup)
+    if not measured.end_to_end_ms:
+        raise SetupError(f"--frames {frames} --warmup {warmup}: no frame left to time; raise --frames")
+    end_to_end, network = latency_summary(measured.end_to_end_ms), latency_summary(measured.network_ms)
+    name = module.result_name(tracker)
+    root = parse_configs(entry.configs).get("trainer.default_root_dir") or "."
+    record = {
+        "name": name,
+        "label": entry.label,
+        "configs": list(entry.configs),
+        "precision": entry.precision,
+        "backend": entry.backend,
+        "device": str(device),
+        "benchmark": benchmark,
+        "frames": len(measured.end_to_end_ms),
+        "fps": 1e3 / end_to_end["median_ms"],
+        "network_fps": 1e3 / network["median_ms"],
+        "end_to_end": end_to_end,
+        "network": network,
+        "overhead_share": 1.0 - sum(measured.network_ms) / sum(measured.end_to_end_ms),
+        "environment": environment(device),
+    }
+    return record, frames_of, results_folder(module.results_dir, root, benchmark, name)
+
+
+def add_ratios(records: list[dict]) -> None:
+    """Speed-ups over the first record (end to end and network only), measured in the same run."""
+    ref = records[0]
+    for r in records:
+        r["speedup"] = ref["end_to_end"]["median_ms"] / r["end_to_end"]["median_ms"]
+        r["network_speedup"] = ref["network"]["median_ms"] / r["network"]["median_ms"]
+
+
+def format_table(records: list[dict]) -> str:
+    header = (f"{'tracker':<44} {'median ms':>9} {'p10':>7} {'p90':>7} {'p99':>7} {'FPS':>7} {'net FPS':>8}"
+              f" {'outside net':>11} {'speed-up':>8} {'net x':>6}")
+    rows = [header, "-" * len(header)]
+    for r in records:
+        e = r["end_to_end"]
+        rows.append(f"{r['label']:<44} {e['median_ms']:>9.2f} {e['p10_ms']:>7.2f} {e['p90_ms']:>7.2f} "
+                    f"{e['p99_ms']:>7.2f} {r['fps']:>7.1f} {r['network_fps']:>8.1f} {r['overhead_share']:>10.1%} "
+                    f"{r['speedup']:>7.2f}x {r['network_speedup']:>5.2f}x")
+    env = records[0]["environment"]
+    rows.append(f"{records[0]['frames']} frames of {records[0]['benchmark']} per tracker on {records[0]['device']}; "
+                f"ratios against '{records[0]['label']}', measured in this run")
+    rows.append(f"environment: {env['cpu']}, {env['torch_threads']} torch threads of {env['cpu_count']} CPUs, "
+                f"torch {env['torch']}" + (f", {env['gpu']} (CUDA {env['cuda']})" if env["gpu"] else ""))
+    return "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightning benchmark tracker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", action="append", default=[], help="experiment YAML (repeat to compose)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="ENTRY",
+                        help="more trackers: CONFIGS[@PRECISION[/BACKEND]], comma = composed (x.yaml@bf16)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="precision of entries without @PRECISION")
+    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                        help="backend of entries without /BACKEND")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=[],
+                        help="run every entry at each of these precisions (e.g. fp32 bf16 int8)")
+    parser.add_argument("--ckpt_path", help="weights for every entry (Lightning .ckpt or official .pth.tar); "
+                                            "default: untrained (fine for speed)")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="timed frames per tracker")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed frames first")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, help=f"write the records here (default: {JSON_NAME} in the first "
+                                                  "entry's results folder)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    entries = entries_from_args(args)
+    if not entries:
+        parser.error("give --config and/or --compare")
+    if args.frames < 1 or args.warmup < 0:
+        raise SetupError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
+    if args.ckpt_path:
+        if not Path(args.ckpt_path).is_file():
+            raise MissingFileError(f"--ckpt_path {args.ckpt_path} does not exist; pass a Lightning .ckpt or an "
+                                   "official .pth.tar (or leave it out: untrained weights time the same)")
+        check_checkpoint_file(args.ckpt_path)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    for entry in entries:
+        check_runtime(entry.precision, entry.backend, device)  # every refusal before anything is timed
+    records, frames_of, first_dir = [], None, None
+    for entry in entries:
+        record, frames_of, folder = benchmark_entry(entry, device, frames_of, args.frames, args.warmup,
+                                                    args.ckpt_path)
+        records.append(record)
+        first_dir = first_dir or folder
+        print(f"measured {record['label']}: {record['fps']:.1f} FPS end to end, {record['network_fps']:.1f} FPS "
+              f"network, {record['overhead_share']:.1%} outside the network", flush=True)  # long runs show progress
+    add_ratios(records)
+    print(format_table(records))
+    path = args.json or first_dir / JSON_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=2))
+    print(f"speed records: {path}")
+    return 0

@@ -1,0 +1,87 @@
+"""`lightning benchmark tracker`: entries, the JSON records analyze reads, the default path, one-line errors.
+
+Times are only checked for being measured (positive, finite, network inside the step), never against a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from datamodules.synthtrack import write_synthtrack
+from lightning_app import cli
+from lightning_app.commands.benchmark_tracker import Entry, parse_entry
+from trackers.errors import SetupError
+
+ROOT = Path(__file__).resolve().parents[1]
+OSTRACK = [str(ROOT / c) for c in ("configs/ostrack_256.yaml", "configs/presets/cpu_smoke.yaml",
+                                   "configs/presets/ostrack_tiny.yaml")]
+MIXFORMER = [str(ROOT / c) for c in ("configs/mixformerv2_b.yaml", "configs/presets/cpu_smoke.yaml")]
+RECORD_KEYS = {"name", "precision", "backend", "device", "fps", "network_fps", "end_to_end", "network",
+               "overhead_share", "environment"}
+LATENCY_KEYS = {"median_ms", "p10_ms", "p90_ms", "p99_ms", "mean_ms"}
+
+
+def test_entries_take_precision_and_backend_after_an_at() -> None:
+    assert parse_entry("a.yaml,b.yaml", "fp32", "torch") == Entry(["a.yaml", "b.yaml"], "fp32", "torch")
+    assert parse_entry("a.yaml@bf16", "fp32", "torch") == Entry(["a.yaml"], "bf16", "torch")
+    assert parse_entry("a.yaml@int8/onnxruntime", "fp32", "torch") == Entry(["a.yaml"], "int8", "onnxruntime")
+    assert parse_entry("a.yaml", "int8", "torch").label == "a_int8"
+    with pytest.raises(SetupError, match=r"CONFIGS\[@PRECISION"):
+        parse_entry("a.yaml@fp16", "fp32", "torch")
+
+
+@pytest.fixture(scope="module")
+def bench_preset(tmp_path_factory) -> Path:
+    """A preset pointing the test benchmark at a tiny SynthTrack and the run folder at a temp folder."""
+    root = tmp_path_factory.mktemp("bench")
+    synth = write_synthtrack(root / "synth", num_train=1, num_test=2, length=5, image_size=(160, 120), seed=3)
+    preset = root / "bench.yaml"
+    preset.write_text(yaml.safe_dump({
+        "trainer": {"default_root_dir": str(root / "run")},
+        "data": {"init_args": {"test": {"type": "synthtrack", "root": str(synth), "split": "test"}}},
+    }))
+    return preset
+
+
+def test_compare_writes_one_record_per_entry_with_ratios(bench_preset: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "speed.json"
+    ostrack = ",".join([*OSTRACK, str(bench_preset)])
+    mixformer = ",".join([*MIXFORMER, str(bench_preset)])
+    code = cli.main(["benchmark", "tracker", "--compare", ostrack, f"{ostrack}@int8", f"{mixformer}@bf16",
+                     "--frames", "6", "--warmup", "1", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    records = json.loads(out.read_text())
+    assert [(r["name"], r["precision"], r["backend"]) for r in records] == [
+        ("ostrack", "fp32", "torch"), ("ostrack_int8", "int8", "torch"), ("mixformerv2_bf16", "bf16", "torch")]
+    for r in records:
+        assert RECORD_KEYS <= set(r) and LATENCY_KEYS == set(r["end_to_end"]) == set(r["network"])
+        assert r["frames"] == 6 and r["benchmark"] == "synthtrack" and r["device"] == "cpu"
+        assert 0.0 <= r["overhead_share"] < 1.0
+        assert r["network"]["mean_ms"] <= r["end_to_end"]["mean_ms"]  # the network runs inside the step
+        assert math.isfinite(r["fps"]) and r["fps"] == pytest.approx(1e3 / r["end_to_end"]["median_ms"])
+        assert r["network_fps"] == pytest.approx(1e3 / r["network"]["median_ms"])
+        assert {"cpu", "torch_threads", "torch", "gpu", "cuda"} <= set(r["environment"])
+    assert records[0]["speedup"] == 1.0 and records[0]["network_speedup"] == 1.0
+    assert "ratios against" in printed and "ostrack_256 + cpu_smoke + ostrack_tiny + bench_int8" in printed
+
+
+def test_default_json_goes_next_to_the_test_results(bench_preset: Path) -> None:
+    args = [a for c in [*OSTRACK, str(bench_preset)] for a in ("--config", c)]
+    assert cli.main(["benchmark", "tracker", *args, "--precisions", "fp32", "bf16", "--frames", "2",
+                     "--warmup", "0"]) == 0
+    path = bench_preset.parent / "run/results/synthtrack/ostrack/tracker_speed.json"
+    assert [r["name"] for r in json.loads(path.read_text())] == ["ostrack", "ostrack_bf16"]
+
+
+def test_impossible_runtime_is_one_line_before_anything_runs(capsys: pytest.CaptureFixture) -> None:
+    args = [a for c in OSTRACK for a in ("--config", c)]
+    assert cli.main(["benchmark", "tracker", *args, "--precision", "bf16", "--backend", "onnxruntime"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --precision bf16")

@@ -1,0 +1,177 @@
+"""Precision and backend of a built online tracker: the one place ``--precision`` / ``--backend`` act.
+
+Every tool (`lightning test`, `track`, `benchmark model|tracker`) builds its tracker as usual, then calls
+:func:`apply_runtime`; the family trackers stay unaware of it, because what changes is only the object
+they call as ``self.network``:
+
+- ``bf16``: :class:`AutocastNetwork` runs every call the tracker makes on its network (the forward,
+  MixFormerV2's ``prepare_templates`` / ``forward_with_cache``, DyTrack's ``embed`` / each step of
+  ``iter_exits``) under ``torch.autocast`` (CPU and CUDA), and hands the outputs back in fp32, so the
+  box decode, the Hann window and the map-back stay fp32. Template caches stay in bf16 for the next call.
+- ``int8``: ``torch.ao.quantization.quantize_dynamic`` of the Linear layers of a *copy* of the network
+  (the module's own network stays fp32 for training or another tracker); CPU only.
+- ``--backend onnxruntime``: the deploy package's drop-in network (``trackers.deploy.onnxruntime_network``,
+  imported lazily: the torch path needs no onnxruntime); CPU, fp32 (or what that function accepts).
+
+A combination that cannot run (int8 on CUDA, bf16 with onnxruntime, bf16 on a GPU without bf16) is one
+:class:`~trackers.errors.SetupError` line, never a silent fallback to fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from trackers.errors import SetupError
+from trackers.inference.online import CropTracker, OnlineTracker
+
+PRECISIONS = ("fp32", "bf16", "int8")
+BACKENDS = ("torch", "onnxruntime")
+DEFAULT_PRECISION, DEFAULT_BACKEND = "fp32", "torch"
+# Network calls whose outputs the tracker decodes (cast back to fp32); other calls' outputs (template
+# caches, token states) feed the network again and keep their dtype.
+DECODED_CALLS = frozenset({"forward", "forward_with_cache", "iter_exits", "exit_output"})
+
+
+def runtime_suffix(precision: str = DEFAULT_PRECISION, backend: str = DEFAULT_BACKEND) -> str:
+    """``""`` for fp32/torch, else ``_bf16``, ``_int8``, ``_onnxruntime``, ``_int8_onnxruntime``: result
+    folders and tracker names carry a non-default runtime, so runs never overwrite each other."""
+    parts = ([precision] if precision != DEFAULT_PRECISION else []) + ([backend] if backend != DEFAULT_BACKEND else [])
+    return "".join(f"_{p}" for p in parts)
+
+
+def check_runtime(precision: str, backend: str, device: torch.device | str) -> None:
+    """Refuse, in one line naming the flag, what this precision/backend cannot run on ``device``."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise SetupError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if backend not in BACKENDS:
+        raise SetupError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if precision == "int8" and device.type != "cpu":
+        raise SetupError(f"--precision int8 (dynamic quantisation of the Linear layers) runs on CPU only, "
+                         f"not on {device}; pass --device cpu or --precision bf16")
+    if precision == "bf16" and backend == "onnxruntime":
+        raise SetupError("--precision bf16 is autocast, a PyTorch mechanism; onnxruntime runs fp32 "
+                         "(or int8): pass --backend torch for bf16")
+    if backend == "onnxruntime" and device.type != "cpu":
+        raise SetupError(f"--backend onnxruntime runs on CPU here, not on {device}; pass --device cpu")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise SetupError(f"--precision bf16: the GPU {torch.cuda.get_device_name(device)} has no bf16; "
+                         "pass --precision fp32")
+
+
+def apply_runtime(tracker: OnlineTracker, precision: str = DEFAULT_PRECISION,
+                  backend: str = DEFAULT_BACKEND) -> OnlineTracker:
+    """``tracker`` (modified in place and returned) running its network at ``precision`` on ``backend``.
+
+    Its ``name`` gets :func:`runtime_suffix`. fp32/torch returns the tracker untouched.
+    """
+    if precision == DEFAULT_PRECISION and backend == DEFAULT_BACKEND:
+        check_runtime(precision, backend, "cpu")
+        return tracker
+    if not isinstance(tracker, CropTracker):
+        raise SetupError(f"--precision {precision} / --backend {backend}: the {type(tracker).__name__} tracker "
+                         "has no network to run at another precision or backend")
+    check_runtime(precision, backend, tracker.device)
+    tracker.network.eval()
+    if backend == "onnxruntime":
+        from trackers.deploy.onnxruntime_network import onnxruntime_network  # lazy: torch runs need no onnxruntime
+
+        tracker.network = onnxruntime_network(tracker.network, tracker.template_size, tracker.search_size,
+                                              precision=precision)
+    elif precision == "int8":
+        tracker.network = quantize_linear_int8(tracker.network)
+    elif precision == "bf16":
+        tracker.network = AutocastNetwork(tracker.network, tracker.device.type, torch.bfloat16)
+    tracker.name = f"{tracker.name}{runtime_suffix(precision, backend)}"
+    return tracker
+
+
+def quantize_linear_int8(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` whose ``nn.Linear`` layers are dynamically quantised to int8 (weights int8,
+    activations quantised per call); the original is left as it is."""
+    if next(network.parameters()).device.type != "cpu":
+        raise SetupError("--precision int8 runs on CPU only; pass --device cpu")
+    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(network).eval(), {nn.Linear}, dtype=torch.qint8)
+    if not any(_is_dynamic_quantized_linear(m) for m in quantized.modules()):
+        raise SetupError(f"--precision int8: {type(network).__name__} has no nn.Linear layer to quantise")
+    return quantized
+
+
+def _is_dynamic_quantized_linear(module: nn.Module) -> bool:
+    return isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
+
+
+def to_float32(value: Any) -> Any:
+    """``value`` with every floating tensor in fp32 (tensors, dataclasses such as TrackerOutput, dicts,
+    lists, tuples); everything else as it is."""
+    if isinstance(value, Tensor):
+        return value.float() if value.is_floating_point() else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: to_float32(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    if isinstance(value, dict):
+        return {k: to_float32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(to_float32(v) for v in value)
+    return value
+
+
+class NetworkProxy(nn.Module):
+    """Stands for a network: attributes and sub-modules are the wrapped network's; every method call (and
+    ``__call__``) goes through :meth:`run`, which subclasses override (autocast, timing). Generators
+    (DyTrack's ``iter_exits``) are run step by step through :meth:`run` as well."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.inner = network
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)  # parameters, buffers, sub-modules (``inner``)
+        except AttributeError:
+            pass
+        attr = getattr(self._modules["inner"], name)
+        if not callable(attr) or isinstance(attr, nn.Module) or isinstance(attr, type):
+            return attr  # values (num_exits, has_score_head) and sub-modules (backbone) as they are
+        return lambda *args, **kwargs: self._call(name, attr, args, kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("forward", self._modules["inner"], args, kwargs)
+
+    def _call(self, name: str, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        out = self.run(name, lambda: fn(*args, **kwargs))
+        return self._steps(name, out) if inspect.isgenerator(out) else out
+
+    def _steps(self, name: str, generator: Iterator) -> Iterator:
+        sentinel = object()
+        while (item := self.run(name, lambda: next(generator, sentinel))) is not sentinel:
+            yield item
+
+    def run(self, name: str, call: Callable[[], Any]) -> Any:
+        """Run one network call (``name``: the method, ``forward`` for ``__call__``)."""
+        return call()
+
+
+class AutocastNetwork(NetworkProxy):
+    """Every network call under ``torch.autocast(device_type, dtype)``; decoded outputs back in fp32."""
+
+    def __init__(self, network: nn.Module, device_type: str, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__(network)
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def autocast(self) -> AbstractContextManager:
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def run(self, name: str, call: Callable[[], Any]) -> Any:
+        with self.autocast():
+            out = call()
+        return to_float32(out) if name in DECODED_CALLS else out
