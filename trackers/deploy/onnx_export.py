@@ -101,14 +101,7 @@ def export_onnx(
     ratio, the official test path; 1: no elimination). ``tracker``: a built tracker whose settings go into
     the manifest (factors, template update / exit thresholds).
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise SetupError(f"--out {out}: cannot write there ({err.strerror}); pass a writable folder") from err
+    out = prepare_out_dir(out_dir)
     network = network.float().eval()
     family = family_of(network)
     graphs = family_graphs(network, template_size, search_size, ce_keep_rate)
@@ -128,6 +121,20 @@ def export_onnx(
         })
     manifest = build_manifest(network, family, template_size, search_size, entries, ce_keep_rate, tracker)
     return ExportResult(out, graphs, manifest, files)
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` and prove it writable before anything is exported (one-line error otherwise)."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise SetupError(f"--out {out}: cannot write there ({reason}); pass a writable folder") from err
+    return out
 
 
 def export_graph(graph: GraphSpec, example: tuple[torch.Tensor, ...], path: Path) -> None:
