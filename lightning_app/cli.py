@@ -26,6 +26,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("lightning_app.commands.pipeline:main", "run a multi-stage training chain in order"),
     "calibrate": ("lightning_app.commands.calibrate:main", "DyTrack: speed-accuracy curve and exit thresholds"),
     "sweep": ("lightning_app.commands.sweep:main", "ablation sweeps on SLURM or here: `sweep run|status|report`"),
+    "export": ("lightning_app.commands.export:main", "per-frame network as ONNX graphs + manifest, checked on onnxruntime"),
 }
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
