@@ -132,7 +132,7 @@ class WandbTestReport(L.Callback):
         from trackers.evaluation.analysis import SequenceAnnotation, evaluate_results
         from trackers.evaluation.plots import plot_reports
         from trackers.evaluation.speed import count_parameters
-        from trackers.methods.base import METRICS_FILE
+        from trackers.evaluation.result_files import METRICS_FILE
 
         results = Path(getattr(pl_module, "results_dir", None) or Path(trainer.default_root_dir) / "results")
         written = sorted(results.rglob(METRICS_FILE), key=lambda p: p.stat().st_mtime)

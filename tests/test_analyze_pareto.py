@@ -19,7 +19,7 @@ from trackers.evaluation.pareto import (
     parse_point_spec,
 )
 from trackers.evaluation.plots import FRONT_COLOR, OFF_FRONT_COLOR
-from trackers.methods.base import METRICS_FILE
+from trackers.evaluation.result_files import METRICS_FILE
 
 
 def _results(root: Path, name: str, auc: float, benchmark: str = "synthtrack", run: str | None = None) -> Path:

@@ -16,7 +16,7 @@ from lightning_app.sweep.report import write_report
 from lightning_app.sweep.spec import load_sweep
 from lightning_app.sweep.submit import runs_to_submit
 from trackers.errors import SetupError
-from trackers.methods.base import METRICS_FILE
+from trackers.evaluation.result_files import METRICS_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 

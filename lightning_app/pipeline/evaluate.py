@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from trackers.errors import SetupError
 from trackers.evaluation.speed import SpeedReport
-from trackers.methods.base import METRICS_FILE
+from trackers.evaluation.result_files import METRICS_FILE
 
 if TYPE_CHECKING:
     from lightning_app.pipeline.runner import Runner, StageJob

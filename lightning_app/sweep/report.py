@@ -22,7 +22,7 @@ from lightning_app.pipeline.evaluate import TABLE_SCORES, headline_scores
 from lightning_app.sweep.spec import Run, Sweep, format_value
 from trackers.errors import SetupError
 from trackers.evaluation.result_files import TIME_SUFFIX, read_times
-from trackers.methods.base import METRICS_FILE
+from trackers.evaluation.result_files import METRICS_FILE
 
 REPORT_DIR = "report"
 SPEED = "FPS"

@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from trackers.errors import BadFileError, MissingFileError, SetupError
+from trackers.evaluation.result_files import METRICS_FILE
+# `benchmark model` records carry no precision/backend keys: they measured the defaults
+from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS
 
-METRICS_FILE = "metrics.json"  # what `lightning test` writes (trackers.methods.base.METRICS_FILE)
 TRACKER_SPEED_FILE = "tracker_speed.json"  # `lightning benchmark tracker --json`'s default, beside metrics.json
 DEFAULT_SCORE = "pytracking.AUC"
-DEFAULT_PRECISION, DEFAULT_BACKEND = "fp32", "torch"  # what `benchmark model` records (no such keys) measured
 SELECTORS = ("record", "precision", "backend")  # keys a point spec may use to pick one speed record
 # What `lightning test --precision/--backend` appends to the results folder and tracker name (fp32/torch:
 # nothing; trackers.inference.runtime.runtime_suffix): `benchmark tracker` writes the JSON of all of them
 # beside the fp32/torch results, with each record named like its results folder.
-RUNTIME_SUFFIX_PARTS = ("bf16", "int8", "onnxruntime")
+RUNTIME_SUFFIX_PARTS = tuple(p for p in (*PRECISIONS, *BACKENDS) if p not in (DEFAULT_PRECISION, DEFAULT_BACKEND))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+METRICS_FILE = "metrics.json"  # the test scores `lightning test` writes next to the raw results
+
 FLOAT_FORMAT = "%.4f"
 TIME_SUFFIX = "_time"
 PER_FRAME_DIR = "per_frame"

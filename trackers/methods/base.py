@@ -29,7 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from trackers.evaluation.protocols import benchmark_key, export_official_results, metrics_for
-from trackers.evaluation.result_files import read_raw_results, write_per_frame_values, write_raw_results
+from trackers.evaluation.result_files import METRICS_FILE, read_raw_results, write_per_frame_values, write_raw_results
 from trackers.freezing import freeze_parameters
 from trackers.inference.online import OnlineTracker
 from trackers.inference.ope import SequenceRun, run_sequence
@@ -38,7 +38,6 @@ from trackers.methods.optim import ParamGroups, build_optimizer
 from trackers.nn.vit import OneStreamViT
 from trackers.types import TrackingBatch
 
-METRICS_FILE = "metrics.json"  # the test scores, next to the raw results
 
 NETWORK_ARGS = ("network", "teacher")  # saved as weights, not as hyper-parameters
 EVALUATION_ARGS = ("results_dir", "resume_results", "tracker_name", "tracker")  # test-time only
