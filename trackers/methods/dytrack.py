@@ -219,7 +219,7 @@ class DyTrackTraining(TrackingModule):
         raw_dir = self._result_dir(self._benchmark(), self._tracker)
         summary = exit_summary(raw_dir, self._tracker)
         (raw_dir / EXITS_FILE).write_text(_json(summary))
-        rank_zero_info(f"[{self.tracker_name or self._tracker.name}] {format_exit_summary(summary)}")
+        rank_zero_info(f"[{self.result_name(self._tracker)}] {format_exit_summary(summary)}")
 
 
 def per_exit_flops(tracker: DyTrackTracker) -> list[float]:
