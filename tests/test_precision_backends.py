@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -135,22 +134,32 @@ def test_runtime_suffix_names_non_default_runs() -> None:
     assert runtime_suffix("int8", "onnxruntime") == "_int8_onnxruntime" and runtime_suffix("fp32", "onnxruntime") == "_onnxruntime"
 
 
-def test_onnxruntime_backend_hands_the_network_to_the_deploy_function(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stands in for ``trackers.deploy.onnxruntime_network`` (the deploy helper's; the real one is tested there)."""
-    seen = {}
-
-    def fake(network, template_size, search_size, *, precision="fp32", workdir=None):  # noqa: ANN001, ANN202
-        seen.update(network=network, sizes=(template_size, search_size), precision=precision)
-        return network
-
-    monkeypatch.setitem(sys.modules, "trackers.deploy.onnxruntime_network",
-                        types.SimpleNamespace(onnxruntime_network=fake))
+def test_onnxruntime_backend_runs_the_exported_graphs_with_the_same_outputs() -> None:
     module = build_model_from_configs([str(ROOT / c) for c in FAMILIES["ostrack"]]).eval()
-    tracker = module.build_tracker()
+    reference, tracker = module.build_tracker(), module.build_tracker()
     network = tracker.network
     assert apply_runtime(tracker, "fp32", "onnxruntime") is tracker
-    assert seen == {"network": network, "sizes": (tracker.template_size, tracker.search_size), "precision": "fp32"}
-    assert tracker.name.endswith("_onnxruntime")
+    assert tracker.network is not network and tracker.name.endswith("_onnxruntime")
+    frame, box = frame_and_box()
+    for t in (reference, tracker):
+        t.initialize(frame, box)
+    search = torch.randn(1, 3, reference.search_size, reference.search_size, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(decoded_maps(tracker, search), decoded_maps(reference, search), atol=1e-4, rtol=0.0)
+
+
+def test_bf16_weights_cast_once_give_autocast_outputs(family) -> None:
+    """Storing Linear / conv weights in bf16 is what autocast does per call: same outputs, original kept fp32."""
+    name, module = family
+    frame, box = frame_and_box()
+    per_call = module.build_tracker()
+    per_call.network = AutocastNetwork(per_call.network, "cpu", torch.bfloat16, cast_weights=False)
+    cast_once = apply_runtime(module.build_tracker(), "bf16")
+    assert {p.dtype for m in cast_once.network.modules() if isinstance(m, nn.Linear) for p in m.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in module.network.parameters()} == {torch.float32}
+    for tracker in (per_call, cast_once):
+        tracker.initialize(frame, box)
+    search = torch.randn(1, 3, per_call.search_size, per_call.search_size, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(decoded_maps(cast_once, search), decoded_maps(per_call, search), atol=1e-6, rtol=0.0)
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
