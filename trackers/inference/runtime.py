@@ -31,6 +31,10 @@ from torch import Tensor, nn
 
 from trackers.errors import SetupError
 from trackers.inference.online import CropTracker, OnlineTracker
+from trackers.nn.heads.center import CenterHead
+from trackers.nn.heads.corner import _CornerHeadBase
+from trackers.nn.heads.distribution import DistributionHead
+from trackers.nn.heads.score import ScoreHead
 
 PRECISIONS = ("fp32", "bf16", "int8")
 BACKENDS = ("torch", "onnxruntime")
@@ -160,6 +164,19 @@ class NetworkProxy(nn.Module):
         return call()
 
 
+FP32_HEADS = (CenterHead, _CornerHeadBase, DistributionHead, ScoreHead)
+
+
+def _outside_autocast(forward: Callable, device_type: str) -> Callable:
+    """``forward`` in fp32 with autocast off (its floating inputs cast up)."""
+
+    def fp32_forward(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(*to_float32(args), **to_float32(kwargs))
+
+    return fp32_forward
+
+
 # Layers whose weights autocast casts to the low precision on every call: cast once instead.
 AUTOCAST_WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -171,14 +188,25 @@ class AutocastNetwork(NetworkProxy):
     would round them the same way on every call (so the outputs are the same), but re-casting 90 M
     parameters per frame costs more than the bf16 matmuls save on a CPU (OSTrack-256: 1.6x -> 2.4x over
     fp32 measured on this machine); norms and everything else keep fp32 parameters.
+
+    ``fp32_heads``: the prediction heads (``trackers.nn.heads``: score / size / offset maps, corners,
+    box distributions, confidence) run in fp32 outside autocast. bf16's 8-bit mantissa moves the
+    argmax and the box sizes enough to drift an online run; the heads are a few per cent of the FLOPs.
     """
 
     def __init__(self, network: nn.Module, device_type: str, dtype: torch.dtype = torch.bfloat16,
-                 cast_weights: bool = True) -> None:
-        if cast_weights:
+                 cast_weights: bool = True, fp32_heads: bool = True) -> None:
+        if cast_weights or fp32_heads:
             network = copy.deepcopy(network)
+        heads = [m for m in network.modules() if isinstance(m, FP32_HEADS)] if fp32_heads else []
+        in_heads = {id(sub) for head in heads for sub in head.modules()}
+        for head in heads:  # the layers, not the head's forward: DyTrack calls head methods directly
+            for layer in head.modules():
+                if not any(True for _ in layer.children()) and any(True for _ in layer.parameters(recurse=False)):
+                    layer.forward = _outside_autocast(layer.forward, device_type)
+        if cast_weights:
             for module in network.modules():
-                if isinstance(module, AUTOCAST_WEIGHT_LAYERS):
+                if isinstance(module, AUTOCAST_WEIGHT_LAYERS) and id(module) not in in_heads:
                     module.to(dtype)
         super().__init__(network)
         self.device_type = device_type
