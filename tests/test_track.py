@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lightning_app import cli
-from lightning_app.commands.track import load_network_weights
+from lightning_app.commands.track import load_module_weights, load_network_weights
 from lightning_app.config_loading import build_model_from_configs
 from trackers.evaluation.result_files import read_raw_results
 from trackers.inference.frame_sources import ImageFolderFrames, VideoFrames, open_frames
@@ -138,6 +138,21 @@ def test_checkpoint_weights_reach_the_network(checkpoint: Path, tmp_path: Path) 
         load_network_weights(network, path)
         for key, value in network.state_dict().items():
             torch.testing.assert_close(value, suite[key])
+
+
+def test_tools_restore_the_keep_rate_training_ended_with(checkpoint: Path, tmp_path: Path) -> None:
+    """track / export / benchmark tracker run the model `lightning test --ckpt_path` scores: CE keep rate included."""
+    data = torch.load(checkpoint, weights_only=True)
+    data["ce_keep_rate"] = 0.85
+    torch.save(data, tmp_path / "warmup.ckpt")
+    official = tmp_path / "official.pth.tar"
+    torch.save({"net": {k[len("network."):]: v for k, v in data["state_dict"].items()}}, official)
+    for path, expected in ((tmp_path / "warmup.ckpt", 0.85), (official, None)):
+        module = build_model_from_configs(CONFIGS)
+        module.ce_keep_rate = None
+        load_module_weights(module, path)
+        assert module.ce_keep_rate == expected, path.name
+        assert module.build_tracker().ce_keep_rate == expected
 
 
 @pytest.mark.parametrize(

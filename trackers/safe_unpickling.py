@@ -305,7 +305,8 @@ def _load_with_allow_list(path: Path, use_mmap: bool) -> Any:
     file to another loader, are refused before this is reached, and so is every file whose opcodes
     name a global of :data:`DENIED_MODULES`.
     """
-    try:
+    try:  # allow-list unpickler: every global goes through SafeUnpickler.find_class (weights_only=True refuses
+        # a custom pickle_module, and its own unpickler cannot fill the EasyDict settings of official files)
         return torch.load(path, map_location="cpu", weights_only=False, mmap=use_mmap, pickle_module=_SafePickleModule)
     except RefusedCall as refused:  # a call the static scan could not see (legacy formats)
         raise _refusal(path, refused.target) from None

@@ -29,16 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_app.commands.track import load_network_weights
+from lightning_app.commands.track import check_weights_file, load_module_weights
 from lightning_app.config_loading import build_from_configs, parse_configs
-from trackers.errors import MissingFileError, SetupError
+from trackers.errors import SetupError
 from trackers.evaluation.protocols import benchmark_key
 from trackers.evaluation.speed import TimedNetwork, environment, latency_summary, resolve_device
 from trackers.inference.online import CropTracker
 from trackers.inference.runtime import (BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, apply_runtime,
                                         check_runtime, runtime_suffix)
 from trackers.methods.base import results_folder
-from trackers.safe_unpickling import check_checkpoint_file
 
 DEFAULT_FRAMES, DEFAULT_WARMUP = 200, 10
 JSON_NAME = "tracker_speed.json"
@@ -143,7 +142,7 @@ def build_tracker(entry: Entry, device: torch.device, ckpt_path: str | None):  #
     check_runtime(entry.precision, entry.backend, device)
     module, datamodule = build_from_configs(entry.configs)
     if ckpt_path:
-        load_network_weights(module.network, ckpt_path)
+        load_module_weights(module, ckpt_path)
     module.to(device).eval()
     tracker = module.build_tracker()
     if not isinstance(tracker, CropTracker):
@@ -242,10 +241,7 @@ def main(argv: list[str]) -> int:
     if args.frames < 1 or args.warmup < 0:
         raise SetupError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
     if args.ckpt_path:
-        if not Path(args.ckpt_path).is_file():
-            raise MissingFileError(f"--ckpt_path {args.ckpt_path} does not exist; pass a Lightning .ckpt or an "
-                                   "official .pth.tar (or leave it out: untrained weights time the same)")
-        check_checkpoint_file(args.ckpt_path)
+        check_weights_file(args.ckpt_path, "--ckpt_path")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

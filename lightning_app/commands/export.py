@@ -18,10 +18,8 @@ import torch
 
 from lightning_app.config_loading import build_model_from_configs
 from trackers.deploy.onnx_export import FP32_TOLERANCE, check_against_torch, export_onnx, prepare_out_dir, write_manifest
-from trackers.errors import MissingFileError, SetupError
-from trackers.models.checkpoints import load_weights
-from trackers.methods.supervised import CE_KEEP_RATE_KEY
-from trackers.safe_unpickling import check_checkpoint_file, load_checkpoint_data
+from lightning_app.commands.track import check_weights_file, load_module_weights
+from trackers.errors import SetupError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,10 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise MissingFileError(f"--checkpoint {args.checkpoint} does not exist; pass a Lightning .ckpt or an official .pth.tar")
     if args.checkpoint:
-        check_checkpoint_file(args.checkpoint)  # refused before anything is built or decoded
+        check_weights_file(args.checkpoint)
     if args.out.exists() and not args.out.is_dir():
         raise SetupError(f"--out {args.out} is a file; pass a folder for the graphs")
     prepare_out_dir(args.out)
@@ -49,11 +45,7 @@ def main(argv: list[str]) -> int:
     if network is None:
         raise SetupError(f"{type(module).__name__} has no network to export; pass an experiment config of a learned tracker")
     if args.checkpoint:
-        load_weights(network, args.checkpoint)
-        if hasattr(module, "ce_keep_rate"):  # the keep rate training ended with, recorded in a Lightning .ckpt
-            data = load_checkpoint_data(args.checkpoint)
-            if isinstance(data, dict) and CE_KEEP_RATE_KEY in data:
-                module.ce_keep_rate = data[CE_KEEP_RATE_KEY]
+        load_module_weights(module, args.checkpoint)
     else:
         print("warning: no --checkpoint given, the network has untrained weights", file=sys.stderr)
     module.to("cpu").eval()

@@ -33,7 +33,8 @@ from trackers.inference.ope import FrameSource, run_sequence
 from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, apply_runtime
 from trackers.models.checkpoints import load_weights
 from trackers.nn import box_ops
-from trackers.safe_unpickling import check_checkpoint_file
+from trackers.methods.supervised import CE_KEEP_RATE_KEY
+from trackers.safe_unpickling import check_checkpoint_file, load_checkpoint_data
 
 BOX_COLOUR_BGR = (0, 255, 0)
 
@@ -66,6 +67,28 @@ def load_network_weights(network: nn.Module, path: str | Path) -> None:
     load_weights(network, path)
 
 
+def check_weights_file(path: str | Path, flag: str = "--checkpoint") -> None:
+    """Refuse a missing or unsafe weights file in one line, before anything is built or decoded
+    (the tools that build a tracker from configs: track, export, benchmark tracker)."""
+    if not Path(path).is_file():
+        raise MissingFileError(f"{flag} {path} does not exist; pass a Lightning .ckpt or an official .pth.tar")
+    check_checkpoint_file(path)
+
+
+def load_module_weights(module: nn.Module, path: str | Path) -> None:
+    """The trained tracker of ``path`` into ``module``: its network's weights and, from a Lightning
+    ``.ckpt``, the candidate-elimination keep rate training ended with (what ``lightning test
+    --ckpt_path`` restores), so every tool tracks with the model `lightning test` scores."""
+    network = getattr(module, "network", None)
+    if network is None:
+        raise SetupError(f"{type(module).__name__} has no network to load {path} into")
+    load_network_weights(network, path)
+    if hasattr(module, "ce_keep_rate"):
+        data = load_checkpoint_data(path)
+        if isinstance(data, dict) and CE_KEEP_RATE_KEY in data:
+            module.ce_keep_rate = data[CE_KEEP_RATE_KEY]
+
+
 def write_box_video(path: Path, frames: FrameSource, boxes: np.ndarray, fps: float) -> None:
     """Each frame with its box drawn (mp4v); a second decoding pass, so tracking times stay clean."""
     first = frames.load_frame(0)
@@ -96,9 +119,7 @@ def track_frames(args: argparse.Namespace, box: np.ndarray, frames: ImageFolderF
     module = build_model_from_configs(args.config)
     network = getattr(module, "network", None)
     if args.checkpoint:
-        if network is None:
-            raise SetupError(f"{type(module).__name__} has no network to load --checkpoint {args.checkpoint} into")
-        load_network_weights(network, args.checkpoint)
+        load_module_weights(module, args.checkpoint)
     elif network is not None:
         print("warning: no --checkpoint given, the network has untrained weights", file=sys.stderr)
     module.to(device).eval()
@@ -152,10 +173,8 @@ def main(argv: list[str]) -> int:
         raise SetupError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.output is not None and args.output.suffix != ".txt":
         raise SetupError(f"--output {args.output} must end in .txt (a raw result file)")
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise MissingFileError(f"--checkpoint {args.checkpoint} does not exist; pass a Lightning .ckpt or an official .pth.tar")
     if args.checkpoint:
-        check_checkpoint_file(args.checkpoint)  # refused before anything is built or decoded
+        check_weights_file(args.checkpoint)
     frames = open_frames(args.input, args.max_frames)
     try:
         track_frames(args, box, frames)
