@@ -33,3 +33,12 @@ def fixtures_dir() -> Path:
 @pytest.fixture
 def shared_dir() -> Path:
     return SHARED_DIR
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_wandb_service():
+    """An in-process ``wandb.init`` exports WANDB_SERVICE so that child processes join its service; a later
+    test's ``lightning`` subprocess would then log through this process's service, whose files are not
+    flushed when the test reads them. Each test's subprocesses start their own service."""
+    yield
+    os.environ.pop("WANDB_SERVICE", None)

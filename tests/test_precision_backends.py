@@ -21,7 +21,7 @@ from trackers.inference.dytrack_tracker import DyTrackTracker
 from trackers.inference.mixformerv2_tracker import MixFormerTracker
 from trackers.inference.online import FirstBoxTracker
 from trackers.inference.runtime import (FP32_HEADS, AutocastNetwork, NetworkProxy, apply_runtime, check_runtime,
-                                        runtime_suffix)
+                                        int8_engine, quantize_linear_int8, runtime_suffix)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = "configs/presets/cpu_smoke.yaml"
@@ -94,6 +94,32 @@ def test_int8_network_holds_quantised_linears_on_a_copy(family) -> None:
     assert quantised and not plain, f"{name}: {len(quantised)} int8 Linear, {len(plain)} fp32 Linear left"
     assert tracker.network is not module.network
     assert any(type(m) is nn.Linear for m in module.network.modules())  # the module's own network stays fp32
+
+
+def test_int8_calls_run_on_the_engine_the_weights_were_packed_for() -> None:
+    """The quantised engine is process state: each int8 call sets its own and leaves the caller's as it was."""
+    module = build_model_from_configs([str(ROOT / c) for c in FAMILIES["ostrack"]]).eval()
+    other = next(e for e in torch.backends.quantized.supported_engines if e not in (int8_engine(), "none"))
+    seen: list[str] = []
+    tracker = module.build_tracker()
+    tracker.network = quantize_linear_int8(tracker.network, engine=other)
+    linear = next(m for m in tracker.network.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear))
+    linear.register_forward_pre_hook(lambda *_: seen.append(torch.backends.quantized.engine))
+    before = torch.backends.quantized.engine
+    tracker.initialize(*frame_and_box())
+    tracker.track(frame_and_box()[0])
+    assert seen and set(seen) == {other} and torch.backends.quantized.engine == before
+    with pytest.raises(SetupError, match="not built into this torch"):
+        quantize_linear_int8(module.network, engine="no-such-engine")
+
+
+def test_benchmark_model_counts_the_models_flops_at_every_precision() -> None:
+    """Quantised Linear layers are invisible to torch's flop counter: int8 reports the fp32 call's count."""
+    from lightning_app.commands.benchmark import benchmark_model
+
+    configs = [str(ROOT / c) for c in FAMILIES["ostrack"]]
+    (fp32,), (int8,) = (benchmark_model([configs], torch.device("cpu"), 0, 1, p) for p in ("fp32", "int8"))
+    assert int8.gmacs == pytest.approx(fp32.gmacs) and fp32.gmacs > 0
 
 
 def test_proxy_runs_every_call_and_generator_step_through_run(family) -> None:

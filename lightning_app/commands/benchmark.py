@@ -55,8 +55,9 @@ def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int,
     for configs in entries:
         module = build_model_from_configs(configs)
         network, call = per_frame_call(module, device, precision, backend)
+        fp32_call = call if runtime_suffix(precision, backend) == "" else per_frame_call(module, device)[1]
         name = " + ".join(Path(c).stem for c in configs) + runtime_suffix(precision, backend)
-        reports.append(speed_report(name, network, call, device, warmup, iters))
+        reports.append(speed_report(name, network, call, device, warmup, iters, flops_fn=fp32_call))
     return reports
 
 

@@ -100,8 +100,10 @@ def measure_latency(fn: Callable[[], object], device: torch.device, warmup: int 
 
 
 def speed_report(name: str, module: nn.Module, fn: Callable[[], object], device: torch.device,
-                 warmup: int = 20, iters: int = 100) -> SpeedReport:
-    flops = count_flops(fn)
+                 warmup: int = 20, iters: int = 100, flops_fn: Callable[[], object] | None = None) -> SpeedReport:
+    """``flops_fn``: the call whose FLOPs are counted, when ``fn`` runs ops torch's counter cannot see
+    (int8 quantised Linear layers, onnxruntime): the model's arithmetic is its fp32 call's."""
+    flops = count_flops(flops_fn or fn)
     times = measure_latency(fn, device, warmup, iters)
     median = statistics.median(times)
     p90 = statistics.quantiles(times, n=10)[-1] if len(times) >= 10 else max(times)
