@@ -2,14 +2,14 @@
 family's trained miniature model over a SynthTrack test split:
 
 1. *Teacher-forced error*: the fp32 tracker runs online; on every frame the other runtime's network sees the
-   same search crop, and its box is compared with fp32's (crop pixels). This is the error on exactly the
-   crops the tracker meets, drifting ones included.
+   same search crop (and template updates from fp32's box and score), and its box is compared with fp32's
+   (crop pixels). This is the error on exactly the crops the tracker meets, drifting ones included.
 2. *Online AUC* of fp32 and of the runtime.
 3. *Chaos floor*: fp32 online runs whose predicted box gets Gaussian jitter of the teacher-forced error's
    size (per coordinate, crop pixels), one run per seed. Their spread of AUC around fp32 is what any
    perturbation of that size does to this benchmark; a runtime inside it is not measurably worse.
 
-    python scripts/precision_drift.py --family ostrack --precision bf16 --root data/synthtrack_test60 --seeds 5
+    python scripts/precision_drift.py --family ostrack --runtimes bf16 int8 --root data/synthtrack_test60 --seeds 5
 """
 from __future__ import annotations
 
@@ -77,75 +77,87 @@ def run_all(tracker, reader, predict_hook=None) -> tuple[float, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", choices=sorted(STAGES), default="ostrack")
-    parser.add_argument("--precision", default="bf16")
-    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--runtimes", nargs="+", default=["bf16"], help="PRECISION[/BACKEND] to compare with fp32")
     parser.add_argument("--root", default="data/synthtrack_test60")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="jittered fp32 runs (the chaos floor); 0: none")
     parser.add_argument("--out", type=Path, default=None, help="JSON with every number")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     reader = build_reader("synthtrack", args.root, split="test", config_key=args.root)
+    runtimes = [tuple((r + "/torch").split("/")[:2]) for r in args.runtimes]
+    record: dict = {"family": args.family, "root": args.root, "sequences": reader.num_sequences}
 
-    # 1. teacher-forced error along fp32's own trajectory
-    reference, other = build_tracker(args.family), build_tracker(args.family, args.precision, args.backend)
+    # 1. teacher-forced error along fp32's own trajectory: every runtime's network sees fp32's crops
+    reference = build_tracker(args.family)
+    others = {f"{p}/{b}": build_tracker(args.family, p, b) for p, b in runtimes}
     size = reference.search_size
-    errors: list[float] = []
-    fp32_predict = reference.predict
+    errors: dict[str, list[float]] = {name: [] for name in others}
+    fp32_predict, fp32_initialize = reference.predict, reference.initialize
 
     def forced(search: torch.Tensor):
         box, score = fp32_predict(search)
-        other_box, _ = other.predict(search)
-        errors.append(float((other_box.float() - box.float()).abs().max()) * size)
+        for name, other in others.items():
+            errors[name].append(float((other.predict(search)[0].float() - box.float()).abs().max()) * size)
         return box, score
 
-    reference.predict = forced
-    original_initialize = reference.initialize
-
     def initialize(frame, box):
-        original_initialize(frame, box)
-        other.initialize(frame, box)
+        fp32_initialize(frame, box)
+        for other in others.values():
+            other.initialize(frame, box)
 
-    reference.initialize = initialize
+    fp32_on_tracked = reference.on_tracked
+
+    def on_tracked(frame, score):  # template updates (MixFormerV2) from fp32's box and score, in each runtime
+        fp32_on_tracked(frame, score)
+        for other in others.values():
+            other._state = reference._state.copy()
+            other.on_tracked(frame, score)
+
+    reference.predict, reference.initialize, reference.on_tracked = forced, initialize, on_tracked
     fp32_auc, fp32_seq = run_all(reference, reader)
-    errors_np = np.asarray(errors)
-    sigma = float(np.sqrt(np.mean(errors_np ** 2)))
-    print(f"teacher-forced {args.precision}/{args.backend} vs fp32 on {len(errors)} frames: mean "
-          f"{errors_np.mean():.3f} px, p50 {np.median(errors_np):.3f}, p95 {np.percentile(errors_np, 95):.3f}, "
-          f"p99 {np.percentile(errors_np, 99):.3f}, max {errors_np.max():.2f}, >1 px {np.mean(errors_np > 1) * 100:.2f}%, "
-          f"rms {sigma:.3f}", flush=True)
+    record["auc"] = {"fp32": fp32_auc}
+    record["teacher_forced_px"] = {}
+    for name, values in errors.items():
+        e = np.asarray(values)
+        record["teacher_forced_px"][name] = stats = {
+            "mean": float(e.mean()), "p50": float(np.median(e)), "p95": float(np.percentile(e, 95)),
+            "p99": float(np.percentile(e, 99)), "max": float(e.max()), "over_1px_percent": float(np.mean(e > 1) * 100),
+            "rms": float(np.sqrt(np.mean(e ** 2))), "frames": len(e)}
+        print(f"teacher-forced {name} vs fp32 on {len(e)} frames: mean {stats['mean']:.3f} px, p50 {stats['p50']:.3f}, "
+              f"p95 {stats['p95']:.3f}, p99 {stats['p99']:.3f}, max {stats['max']:.2f}, "
+              f">1 px {stats['over_1px_percent']:.2f}%, rms {stats['rms']:.3f}", flush=True)
 
-    # 2. the runtime online
-    other_auc, other_seq = run_all(build_tracker(args.family, args.precision, args.backend), reader)
-    print(f"online AUC fp32 {fp32_auc:.2f}, {args.precision}/{args.backend} {other_auc:.2f} "
-          f"(diff {other_auc - fp32_auc:+.2f}, paired SE {np.std(other_seq - fp32_seq, ddof=1) / np.sqrt(len(fp32_seq)):.2f})",
-          flush=True)
+    # 2. each runtime online
+    for (precision, backend), name in zip(runtimes, others):
+        auc, per_sequence = run_all(build_tracker(args.family, precision, backend), reader)
+        se = float(np.std(per_sequence - fp32_seq, ddof=1) / np.sqrt(len(fp32_seq)))
+        record["auc"][name] = auc
+        record.setdefault("paired_se", {})[name] = se
+        print(f"online AUC fp32 {fp32_auc:.2f}, {name} {auc:.2f} (diff {auc - fp32_auc:+.2f}, paired SE {se:.2f})", flush=True)
 
-    # 3. the chaos floor: fp32 with jitter of the teacher-forced error's size
-    jitter_aucs = []
-    for seed in range(args.seeds):
-        tracker = build_tracker(args.family)
-        rng = np.random.default_rng(seed)
-        plain_predict = tracker.predict
+    # 3. the chaos floor: fp32 with Gaussian box jitter of the first runtime's teacher-forced rms error
+    if args.seeds:
+        sigma = record["teacher_forced_px"][next(iter(others))]["rms"]
+        jitter_aucs = []
+        for seed in range(args.seeds):
+            tracker = build_tracker(args.family)
+            rng = np.random.default_rng(seed)
 
-        def jittered(search: torch.Tensor, plain_predict=plain_predict, rng=rng):
-            box, score = plain_predict(search)
-            return box + torch.as_tensor(rng.normal(0.0, sigma / size, 4), dtype=box.dtype), score
+            def jittered(search: torch.Tensor, plain_predict=tracker.predict, rng=rng):
+                box, score = plain_predict(search)
+                return box + torch.as_tensor(rng.normal(0.0, sigma / size, 4), dtype=box.dtype), score
 
-        tracker.predict = jittered
-        auc, _ = run_all(tracker, reader)
-        jitter_aucs.append(auc)
-        print(f"fp32 + jitter rms {sigma:.3f} px, seed {seed}: AUC {auc:.2f} ({auc - fp32_auc:+.2f})", flush=True)
-    diffs = np.asarray(jitter_aucs) - fp32_auc
-    print(f"chaos floor: jittered fp32 - fp32 = {diffs.mean():+.2f} +- {diffs.std(ddof=1):.2f} (min {diffs.min():+.2f}); "
-          f"{args.precision}/{args.backend} - fp32 = {other_auc - fp32_auc:+.2f}", flush=True)
+            tracker.predict = jittered
+            auc, _ = run_all(tracker, reader)
+            jitter_aucs.append(auc)
+            print(f"fp32 + jitter rms {sigma:.3f} px, seed {seed}: AUC {auc:.2f} ({auc - fp32_auc:+.2f})", flush=True)
+        diffs = np.asarray(jitter_aucs) - fp32_auc
+        record["jittered_fp32"] = {"sigma_px": sigma, "auc": jitter_aucs}
+        print(f"chaos floor: jittered fp32 - fp32 = {diffs.mean():+.2f} +- {diffs.std(ddof=1):.2f} sd "
+              f"(min {diffs.min():+.2f}, max {diffs.max():+.2f})", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "family": args.family, "precision": args.precision, "backend": args.backend, "root": args.root,
-            "teacher_forced_px": {"mean": errors_np.mean(), "p50": float(np.median(errors_np)),
-                                  "p95": float(np.percentile(errors_np, 95)), "max": float(errors_np.max()), "rms": sigma},
-            "auc": {"fp32": fp32_auc, args.precision: other_auc, "jittered_fp32": jitter_aucs},
-        }, indent=2, default=float))
+        args.out.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

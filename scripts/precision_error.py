@@ -1,6 +1,6 @@
 """Per-frame precision error without drift: the same search crops (around the jittered ground truth of
-every 5th SynthTrack test frame) through fp32, bf16 with bf16 heads, bf16 (heads fp32, the default) and
-int8; the largest box-coordinate error against fp32, in search-crop pixels. An online run's AUC adds the
+every 5th SynthTrack test frame) through fp32, bf16 throughout, bf16 (heads and patch embedding fp32, the
+default) and int8; the largest box-coordinate error against fp32, in search-crop pixels. An online run's AUC adds the
 drift a few sub-pixel differences can start on short sequences; this isolates the arithmetic.
 
     python scripts/precision_error.py    (after the miniature chains: their stage.json records name the models)
@@ -39,12 +39,12 @@ for fam, (configs, ckpt) in MODELS.items():
         load_weights(module.network, ckpt)
         module.eval()
         t = module.build_tracker()
-        if variant == "bf16_heads_bf16":
-            t.network = AutocastNetwork(t.network, "cpu", torch.bfloat16, fp32_heads=False)
+        if variant == "bf16_everywhere":
+            t.network = AutocastNetwork(t.network, "cpu", torch.bfloat16, fp32_modules=())
         elif variant != "fp32":
             apply_runtime(t, variant)
         return t
-    variants = ["fp32", "bf16_heads_bf16", "bf16", "int8"]
+    variants = ["fp32", "bf16_everywhere", "bf16", "int8"]
     ts = {v: tracker(v) for v in variants}
     errs = {v: [] for v in variants[1:]}
     def load(s, f):

@@ -105,9 +105,10 @@ def test_benchmark_model_times_each_exit_and_real_frames(trained: tuple[Path, Pa
     smoke.write_text(yaml.safe_dump({"data": {"init_args": {"test": json.loads(benchmark_spec(synth / "test"))}}}))
     report = tmp_path / "bench.json"
     result = run(["benchmark", "model", *config_args(), "--config", str(smoke), "--ckpt_path", str(ckpt),
-                  "--warmup", "1", "--iters", "2", "--frames", "5", "--device", "cpu", "--json", str(report)],
-                 cwd=tmp_path)
+                  "--warmup", "1", "--iters", "2", "--frames", "5", "--device", "cpu", "--json", str(report),
+                  "--precision", "bf16"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "per-exit latency" in result.stdout and "vs always-deepest" in result.stdout
     timing = json.loads(report.read_text())[-1]
     assert len(timing["per_exit_ms"]) == 3 and timing["frames"] == 5 and timing["ratio"] > 0
+    assert timing["name"].endswith("_bf16")  # the early-exit section runs at --precision like the table

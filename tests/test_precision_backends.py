@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from timm.layers import PatchEmbed
 from torch import nn
 
 from datamodules.synthtrack import write_synthtrack
@@ -20,7 +21,7 @@ from trackers.inference.center_head_tracker import CenterHeadTracker
 from trackers.inference.dytrack_tracker import DyTrackTracker
 from trackers.inference.mixformerv2_tracker import MixFormerTracker
 from trackers.inference.online import FirstBoxTracker
-from trackers.inference.runtime import (FP32_HEADS, AutocastNetwork, NetworkProxy, apply_runtime, check_runtime,
+from trackers.inference.runtime import (FP32_HEADS, FP32_MODULES, AutocastNetwork, NetworkProxy, apply_runtime, check_runtime,
                                         int8_engine, quantize_linear_int8, runtime_suffix)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,17 +181,18 @@ def test_bf16_weights_cast_once_give_autocast_outputs(family) -> None:
     per_call = module.build_tracker()
     per_call.network = AutocastNetwork(per_call.network, "cpu", torch.bfloat16, cast_weights=False)
     cast_once = apply_runtime(module.build_tracker(), "bf16")
-    in_heads = {id(s) for m in cast_once.network.modules() if isinstance(m, FP32_HEADS) for s in m.modules()}
-    assert in_heads, f"{name}: no prediction head found"
+    in_heads = {id(s) for m in cast_once.network.modules() if isinstance(m, FP32_MODULES) for s in m.modules()}
+    assert any(isinstance(m, FP32_HEADS) for m in cast_once.network.modules()), f"{name}: no prediction head found"
+    assert any(isinstance(m, PatchEmbed) and id(m) in in_heads for m in cast_once.network.modules())
     linears = [m for m in cast_once.network.modules() if isinstance(m, nn.Linear)]
     assert {p.dtype for m in linears if id(m) not in in_heads for p in m.parameters()} == {torch.bfloat16}
     assert {p.dtype for m in cast_once.network.modules() if id(m) in in_heads for p in m.parameters(recurse=False)} \
-        == {torch.float32}  # the heads run in fp32
-    layer = next(m for m in cast_once.network.modules() if id(m) in in_heads and isinstance(m, (nn.Linear, nn.Conv2d)))
-    probe = torch.randn(1, layer.in_features, dtype=torch.bfloat16) if isinstance(layer, nn.Linear) \
-        else torch.randn(1, layer.in_channels, 4, 4, dtype=torch.bfloat16)
-    with torch.autocast("cpu", torch.bfloat16):
-        assert layer(probe).dtype == torch.float32  # whichever method of the head calls it (DyTrack's stem)
+        == {torch.float32}  # the heads and the patch embedding run in fp32
+    for layer in (m for m in cast_once.network.modules() if id(m) in in_heads and isinstance(m, (nn.Linear, nn.Conv2d))):
+        probe = torch.randn(1, layer.in_features, dtype=torch.bfloat16) if isinstance(layer, nn.Linear) \
+            else torch.randn(1, layer.in_channels, *layer.kernel_size, dtype=torch.bfloat16)
+        with torch.autocast("cpu", torch.bfloat16):
+            assert layer(probe).dtype == torch.float32  # whichever method of the head calls it (DyTrack's stem)
     assert {p.dtype for p in module.network.parameters()} == {torch.float32}
     for tracker in (per_call, cast_once):
         tracker.initialize(frame, box)

@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
                               args.backend)
     print(format_table(reports))
     early_exit = early_exit_section(entries, resolve_device(args.device), args.warmup, args.iters, args.frames,
-                                    args.ckpt_path)
+                                    args.ckpt_path, args.precision, args.backend)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.as_dict() for r in reports] + early_exit, indent=2))
@@ -127,13 +127,15 @@ def main(argv: list[str]) -> int:
 
 
 def early_exit_section(entries: list[list[str]], device: torch.device, warmup: int, iters: int, frames: int,
-                       ckpt_path: str | None) -> list[dict]:
+                       ckpt_path: str | None, precision: str = DEFAULT_PRECISION,
+                       backend: str = DEFAULT_BACKEND) -> list[dict]:
     """DyTrack's per-exit latency and real-frame speed-up over always-deepest (``lightning_app.commands.calibrate``)."""
     from dataclasses import asdict
 
     from lightning_app.commands.calibrate import early_exit_timing
 
-    timings = [t for configs in entries if (t := early_exit_timing(configs, device, warmup, iters, frames, ckpt_path))]
+    timings = [t for configs in entries
+               if (t := early_exit_timing(configs, device, warmup, iters, frames, ckpt_path, precision, backend))]
     for timing in timings:
         print(timing.table())
     return [{**asdict(t), "ratio": t.ratio} for t in timings]

@@ -36,6 +36,7 @@ from trackers.evaluation.protocols import benchmark_key, metrics_for
 from trackers.evaluation.speed import resolve_device
 from trackers.inference.dytrack_tracker import NEVER_EXIT, DyTrackTracker
 from trackers.inference.ope import run_sequence
+from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, runtime_suffix
 from trackers.methods.dytrack import per_exit_flops
 from trackers.safe_unpickling import load_checkpoint_data
 
@@ -299,8 +300,10 @@ def _real_frame_latencies(tracker: DyTrackTracker, sequence, frames: int, thresh
 
 
 def early_exit_timing(configs: list[str], device: torch.device, warmup: int, iters: int, frames: int,
-                      ckpt_path: str | None = None) -> EarlyExitTiming | None:
-    """DyTrack's timing section of `lightning benchmark model` (None for other models).
+                      ckpt_path: str | None = None, precision: str = DEFAULT_PRECISION,
+                      backend: str = DEFAULT_BACKEND) -> EarlyExitTiming | None:
+    """DyTrack's timing section of `lightning benchmark model` (None for other models), at ``precision`` on
+    ``backend`` like the section above it.
 
     Real frames: the first sequence of the config's ``data.init_args.test`` benchmark, tracked
     (content decides the exits) once at the configured thresholds and once always-deepest; the
@@ -312,7 +315,7 @@ def early_exit_timing(configs: list[str], device: torch.device, warmup: int, ite
     if not is_early_exit(module):
         return None
     module.to(device).eval()
-    tracker = module.build_tracker()
+    tracker = apply_runtime(module.build_tracker(), precision, backend)
     configured = list(tracker.thresholds)
     datamodule.check_roots("test")
     datamodule.setup("test")
@@ -328,7 +331,8 @@ def early_exit_timing(configs: list[str], device: torch.device, warmup: int, ite
     chosen, share = _real_frame_latencies(tracker, sequence, frames, configured)
     deepest, _ = _real_frame_latencies(tracker, sequence, frames, [NEVER_EXIT] * (num_exits - 1))
     return EarlyExitTiming(
-        name=" + ".join(Path(c).stem for c in configs), exits=list(tracker.network.exits), thresholds=configured,
+        name=" + ".join(Path(c).stem for c in configs) + runtime_suffix(precision, backend),
+        exits=list(tracker.network.exits), thresholds=configured,
         per_exit_ms=per_exit, frames=len(chosen), exit_share=share.tolist(), mean_ms=float(np.mean(chosen)),
         deepest_mean_ms=float(np.mean(deepest)), device=str(device),
     )
