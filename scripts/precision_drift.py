@@ -17,16 +17,16 @@ import argparse
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from datamodules.readers import build_reader
+from datamodules.sequences import EvalSequenceDataset
+from lightning_app.commands.track import load_module_weights
 from lightning_app.config_loading import build_model_from_configs
 from trackers.evaluation.metrics_pytracking import sequence_curves
 from trackers.inference.ope import run_sequence
 from trackers.inference.runtime import apply_runtime
-from trackers.models.checkpoints import load_weights
 
 STAGES = {
     "ostrack": "outputs/compresstracker_mini_ablation/teacher/stage.json",
@@ -36,40 +36,28 @@ STAGES = {
 }
 
 
-def build_tracker(family: str, precision: str = "fp32", backend: str = "torch"):
+def stage_model(family: str) -> tuple[list[str], str]:
+    """The configs and checkpoint of a family's trained miniature, from its pipeline stage record."""
     record = json.load(open(STAGES[family]))
     command = record["command"]
-    configs = [command[i + 1] for i, a in enumerate(command) if a == "--config"]
+    return [command[i + 1] for i, a in enumerate(command) if a == "--config"], record["checkpoint"]
+
+
+def build_tracker(family: str, precision: str = "fp32", backend: str = "torch"):
+    configs, checkpoint = stage_model(family)
     module = build_model_from_configs(configs)
-    load_weights(module.network, record["checkpoint"])
+    load_module_weights(module, checkpoint)  # the CE keep rate training ended with, as `lightning test`
     module.eval()
     return apply_runtime(module.build_tracker(), precision, backend)
 
 
-class Frames:
-    def __init__(self, reader, index: int) -> None:
-        self.reader, self.index = reader, index
-        self.length = len(reader.sequence_info(index).boxes)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def load_frame(self, i: int) -> np.ndarray:
-        return cv2.cvtColor(cv2.imread(str(self.reader.frame_path(self.index, i))), cv2.COLOR_BGR2RGB)
-
-
-def sequence_success(pred: np.ndarray, info) -> np.ndarray:
-    """The success curve under the LaSOT rules `lightning test` scores SynthTrack with."""
-    return sequence_curves(pred, np.asarray(info.boxes, dtype=np.float64), info.visible, dataset="lasot").success
-
-
-def run_all(tracker, reader, predict_hook=None) -> tuple[float, np.ndarray]:
-    """Online AUC over the split and the per-sequence AUCs (percent)."""
+def run_all(tracker, sequences: EvalSequenceDataset) -> tuple[float, np.ndarray]:
+    """Online AUC over the split and the per-sequence AUCs (percent), under the LaSOT rules `lightning
+    test` scores SynthTrack with."""
     curves = []
-    for s in range(reader.num_sequences):
-        info = reader.sequence_info(s)
-        run = run_sequence(tracker, Frames(reader, s), np.asarray(info.boxes[0], dtype=np.float64))
-        curves.append(sequence_success(run.boxes, info))
+    for sequence in sequences:
+        run = run_sequence(tracker, sequence, sequence.gt_boxes[0])
+        curves.append(sequence_curves(run.boxes, sequence.gt_boxes, sequence.visible, dataset="lasot").success)
     per_sequence = np.stack(curves).mean(1) * 100  # AUC: the mean of the 21-point success curve
     return float(per_sequence.mean()), per_sequence
 
@@ -83,9 +71,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSON with every number")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    reader = build_reader("synthtrack", args.root, split="test", config_key=args.root)
+    reader = EvalSequenceDataset(build_reader("synthtrack", args.root, split="test", config_key=args.root))
     runtimes = [tuple((r + "/torch").split("/")[:2]) for r in args.runtimes]
-    record: dict = {"family": args.family, "root": args.root, "sequences": reader.num_sequences}
+    record: dict = {"family": args.family, "root": args.root, "sequences": len(reader)}
 
     # 1. teacher-forced error along fp32's own trajectory: every runtime's network sees fp32's crops
     reference = build_tracker(args.family)

@@ -5,38 +5,24 @@ drift a few sub-pixel differences can start on short sequences; this isolates th
 
     python scripts/precision_error.py    (after the miniature chains: their stage.json records name the models)
 """
-import json
 
 
 import cv2
 import numpy as np
 import torch
 from lightning_app.config_loading import build_model_from_configs
-from trackers.models.checkpoints import load_weights
+from lightning_app.commands.track import load_module_weights
 from trackers.inference.runtime import apply_runtime, AutocastNetwork
 from trackers.geometry.crops import crop_square
 from datamodules.readers import build_reader
-STAGES = {
-    "ostrack": "outputs/compresstracker_mini_ablation/teacher/stage.json",
-    "compresstracker": "outputs/compresstracker_mini_ablation/ct2_no_replacement/seed0/stage.json",
-    "mixformerv2": "outputs/mixformerv2_mini_ablation/depth_kept_init/seed0/stage.json",
-    "dytrack": "outputs/dytrack_mini_ablation/dytrack_kd/seed0/stage.json",
-}
-
-
-def stage_model(record_path: str) -> tuple[list[str], str]:
-    record = json.load(open(record_path))
-    command = record["command"]
-    return [command[i + 1] for i, a in enumerate(command) if a == "--config"], record["checkpoint"]
-
-
-MODELS = {family: stage_model(path) for family, path in STAGES.items()}
+from precision_drift import STAGES, stage_model  # scripts/: the trained miniatures' stage records
+MODELS = {family: stage_model(family) for family in STAGES}
 reader = build_reader("synthtrack", "data/synthtrack", split="test", config_key="data/synthtrack")
 rng = np.random.default_rng(0)
 for fam, (configs, ckpt) in MODELS.items():
     def tracker(variant):
         module = build_model_from_configs(configs)
-        load_weights(module.network, ckpt)
+        load_module_weights(module, ckpt)
         module.eval()
         t = module.build_tracker()
         if variant == "bf16_everywhere":
