@@ -62,12 +62,23 @@ def run_all(tracker, sequences: EvalSequenceDataset) -> tuple[float, np.ndarray]
     return float(per_sequence.mean()), per_sequence
 
 
+def divergence(diff: np.ndarray, threshold: float) -> dict:
+    """How much of an AUC difference a few diverging sequences carry: the sequences off by more than
+    `threshold` points, lost and gained, and their share of the summed difference."""
+    big = np.abs(diff) > threshold
+    total = float(diff.sum())
+    return {"lost": int((diff < -threshold).sum()), "gained": int((diff > threshold).sum()),
+            "share_of_diff": float(diff[big].sum() / total) if total else 0.0,
+            "rest_mean": float(diff[~big].mean()) if (~big).any() else 0.0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", choices=sorted(STAGES), default="ostrack")
     parser.add_argument("--runtimes", nargs="+", default=["bf16"], help="PRECISION[/BACKEND] to compare with fp32")
     parser.add_argument("--root", default="data/synthtrack_test60")
     parser.add_argument("--seeds", type=int, default=5, help="jittered fp32 runs (the chaos floor); 0: none")
+    parser.add_argument("--diverged", type=float, default=10.0, help="AUC points that count a sequence as diverged")
     parser.add_argument("--out", type=Path, default=None, help="JSON with every number")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -104,6 +115,7 @@ def main() -> None:
     reference.predict, reference.initialize, reference.on_tracked = forced, initialize, on_tracked
     fp32_auc, fp32_seq = run_all(reference, reader)
     record["auc"] = {"fp32": fp32_auc}
+    record["per_sequence_auc"] = {"fp32": fp32_seq.tolist()}
     record["teacher_forced_px"] = {}
     for name, values in errors.items():
         e = np.asarray(values)
@@ -120,8 +132,12 @@ def main() -> None:
         auc, per_sequence = run_all(build_tracker(args.family, precision, backend), reader)
         se = float(np.std(per_sequence - fp32_seq, ddof=1) / np.sqrt(len(fp32_seq)))
         record["auc"][name] = auc
+        record["per_sequence_auc"][name] = per_sequence.tolist()
         record.setdefault("paired_se", {})[name] = se
-        print(f"online AUC fp32 {fp32_auc:.2f}, {name} {auc:.2f} (diff {auc - fp32_auc:+.2f}, paired SE {se:.2f})", flush=True)
+        record.setdefault("diverged", {})[name] = split = divergence(per_sequence - fp32_seq, args.diverged)
+        print(f"online AUC fp32 {fp32_auc:.2f}, {name} {auc:.2f} (diff {auc - fp32_auc:+.2f}, paired SE {se:.2f}); "
+              f"sequences off by more than {args.diverged:g}: {split['lost']} lost, {split['gained']} gained, "
+              f"carrying {split['share_of_diff'] * 100:.0f}% of the difference", flush=True)
 
     # 3. the chaos floor: fp32 with Gaussian box jitter of the first runtime's teacher-forced rms error
     if args.seeds:
@@ -136,8 +152,9 @@ def main() -> None:
                 return box + torch.as_tensor(rng.normal(0.0, sigma / size, 4), dtype=box.dtype), score
 
             tracker.predict = jittered
-            auc, _ = run_all(tracker, reader)
+            auc, jitter_seq = run_all(tracker, reader)
             jitter_aucs.append(auc)
+            record["per_sequence_auc"][f"jittered_fp32/{seed}"] = jitter_seq.tolist()
             print(f"fp32 + jitter rms {sigma:.3f} px, seed {seed}: AUC {auc:.2f} ({auc - fp32_auc:+.2f})", flush=True)
         diffs = np.asarray(jitter_aucs) - fp32_auc
         record["jittered_fp32"] = {"sigma_px": sigma, "auc": jitter_aucs}

@@ -9,12 +9,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from datamodules.synthtrack import write_synthtrack
 from lightning_app import cli
-from lightning_app.commands.benchmark_tracker import Entry, parse_entry
+from lightning_app.commands.benchmark_tracker import Clip, Entry, parse_entry, time_trackers
 from trackers.errors import SetupError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +87,30 @@ def test_impossible_runtime_is_one_line_before_anything_runs(capsys: pytest.Capt
     assert cli.main(["benchmark", "tracker", *args, "--precision", "bf16", "--backend", "onnxruntime"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --precision bf16")
+
+
+class _LoggingTracker:
+    """Records which tracker stepped, in order; its network is a module the timer can wrap."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+        self.network, self.device = torch.nn.Identity(), torch.device("cpu")
+
+    def initialize(self, frame, box) -> None:  # noqa: ANN001
+        pass
+
+    def track(self, frame) -> None:  # noqa: ANN001
+        self.log.append(self.name)
+
+
+def test_entries_take_turns_and_each_times_its_own_frames_after_warmup() -> None:
+    log: list[str] = []
+    clips = [Clip([np.zeros((2, 2, 3))] * 5, np.zeros(4)), Clip([np.zeros((2, 2, 3))] * 4, np.zeros(4))]  # 7 steps
+    trackers = [_LoggingTracker("a", log), _LoggingTracker("b", log)]
+    measured = time_trackers(trackers, clips, warmup=1, turn=2)
+    assert log == ["a", "b", "a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b"]
+    assert [len(m.end_to_end_ms) for m in measured] == [6, 6]
+    assert all(isinstance(t.network, torch.nn.Identity) for t in trackers)  # the timer unwrapped
+    log.clear()
+    time_trackers(trackers, clips, warmup=0, turn=0)
+    assert log == ["a"] * 7 + ["b"] * 7

@@ -13,7 +13,9 @@ Every entry tracks the same real frames (the first sequences of the first entry'
 ``data.init_args.test``; SynthTrack in the presets), decoded into memory before timing: per frame,
 the whole ``tracker.track`` (crop, normalise, network, decode, window, map back, template update)
 and, inside it, the time spent in the network's calls. The first ``--warmup`` frames are untimed.
-FPS is 1000 / median ms; ratios are against the first entry, measured in this run. The JSON (a
+Every entry is built first; then they take turns of ``--turn`` frames, so a slow phase of a shared
+machine falls on all of them. FPS is 1000 / median ms; ratios are against the first entry, measured
+in this run. The JSON (a
 list of records: name, precision, backend, device, fps, network_fps, end_to_end / network
 percentiles, overhead_share, environment, ...) goes to ``--json``, default ``tracker_speed.json`` in
 the first entry's results folder (next to the ``metrics.json`` of its `lightning test` run).
@@ -22,12 +24,17 @@ the first entry's results folder (next to the ``metrics.json`` of its `lightning
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lightning_app.commands.track import check_weights_file, load_module_weights
 from lightning_app.config_loading import build_from_configs, parse_configs
@@ -39,7 +46,7 @@ from trackers.inference.runtime import (BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECI
                                         check_runtime, runtime_suffix)
 from trackers.methods.base import results_folder
 
-DEFAULT_FRAMES, DEFAULT_WARMUP = 200, 10
+DEFAULT_FRAMES, DEFAULT_WARMUP, DEFAULT_TURN = 200, 10, 10
 JSON_NAME = "tracker_speed.json"
 
 
@@ -114,27 +121,48 @@ def load_clips(datamodule, total_frames: int) -> tuple[str, list[Clip]]:  # noqa
     return benchmark_key(spec.type, spec.split, spec.root), clips
 
 
-def time_tracker(tracker: CropTracker, clips: list[Clip], warmup: int) -> Measurement:
-    """Per-frame ms of ``tracker.track`` and of the network calls inside it; the first ``warmup`` steps untimed."""
-    import time
-
+def tracker_steps(tracker: CropTracker, clips: list[Clip]) -> Iterator[tuple[float, float]]:
+    """(ms of ``tracker.track``, ms of the network calls inside it) for each step over the clips, in order;
+    initialisation is untimed. The network is wrapped while the generator runs."""
     timed = TimedNetwork(tracker.network, tracker.device)
     tracker.network = timed
-    measurement, step = Measurement(), 0
-    for clip in clips:
-        tracker.initialize(clip.frames[0], clip.init_box)
-        for frame in clip.frames[1:]:
-            timed.take()
-            start = time.perf_counter()
-            tracker.track(frame)
-            elapsed = time.perf_counter() - start
-            network = timed.take()
-            step += 1
-            if step > warmup:
-                measurement.end_to_end_ms.append(elapsed * 1e3)
-                measurement.network_ms.append(network * 1e3)
-    tracker.network = timed.inner
-    return measurement
+    try:
+        for clip in clips:
+            tracker.initialize(clip.frames[0], clip.init_box)
+            for frame in clip.frames[1:]:
+                timed.take()
+                start = time.perf_counter()
+                tracker.track(frame)
+                elapsed = time.perf_counter() - start
+                yield elapsed * 1e3, timed.take() * 1e3
+    finally:
+        tracker.network = timed.inner
+
+
+def time_trackers(trackers: list[CropTracker], clips: list[Clip], warmup: int, turn: int,
+                  on_steps: Callable[[int], object] = lambda n: None) -> list[Measurement]:
+    """Every tracker's steps, the first ``warmup`` of each untimed, taken in turns of ``turn`` frames
+    (the first tracker of a round rotating), so that the slow phases of a shared machine, which last
+    seconds, fall on every entry alike and the ratios of one run hold; ``turn`` 0: one tracker after
+    the other."""
+    streams = [tracker_steps(t, clips) for t in trackers]
+    measured = [Measurement() for _ in trackers]
+    turn = turn or sys.maxsize
+    for stream in streams:
+        for _ in itertools.islice(stream, warmup):
+            pass
+    active, rounds = list(range(len(streams))), 0
+    while active:
+        first = rounds % len(active)
+        for i in active[first:] + active[:first]:
+            steps = list(itertools.islice(streams[i], turn))
+            measured[i].end_to_end_ms += [e for e, _ in steps]
+            measured[i].network_ms += [n for _, n in steps]
+            on_steps(len(steps))
+            if len(steps) < turn:
+                active.remove(i)
+        rounds += 1
+    return measured
 
 
 def build_tracker(entry: Entry, device: torch.device, ckpt_path: str | None):  # noqa: ANN201
@@ -151,15 +179,9 @@ def build_tracker(entry: Entry, device: torch.device, ckpt_path: str | None):  #
     return module, datamodule, apply_runtime(tracker, entry.precision, entry.backend)
 
 
-def benchmark_entry(entry: Entry, device: torch.device, frames_of: tuple[str, list[Clip]] | None, frames: int,
-                    warmup: int, ckpt_path: str | None) -> tuple[dict, tuple[str, list[Clip]], Path]:
-    """The speed record of one entry, the (benchmark, clips) it tracked (loaded by the first entry, then
-    shared, so every entry sees the same frames) and its results folder."""
-    module, datamodule, tracker = build_tracker(entry, device, ckpt_path)
-    frames_of = frames_of or load_clips(datamodule, frames + warmup)
-    benchmark, clips = frames_of
-    with torch.inference_mode():
-        measured = time_tracker(tracker, clips, warmup)
+def speed_record(entry: Entry, module, tracker: CropTracker, measured: Measurement, benchmark: str,  # noqa: ANN001
+                 device: torch.device, frames: int, warmup: int) -> tuple[dict, Path]:
+    """The speed record of one entry and its results folder."""
     if not measured.end_to_end_ms:
         raise SetupError(f"--frames {frames} --warmup {warmup}: no frame left to time; raise --frames")
     end_to_end, network = latency_summary(measured.end_to_end_ms), latency_summary(measured.network_ms)
@@ -181,7 +203,7 @@ def benchmark_entry(entry: Entry, device: torch.device, frames_of: tuple[str, li
         "overhead_share": 1.0 - sum(measured.network_ms) / sum(measured.end_to_end_ms),
         "environment": environment(device),
     }
-    return record, frames_of, results_folder(module.results_dir, root, benchmark, name)
+    return record, results_folder(module.results_dir, root, benchmark, name)
 
 
 def add_ratios(records: list[dict]) -> None:
@@ -225,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "default: untrained (fine for speed)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="timed frames per tracker")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed frames first")
+    parser.add_argument("--turn", type=int, default=DEFAULT_TURN,
+                        help="entries take turns of this many frames, so a slow phase of the machine falls on all "
+                             "alike (0: one entry after the other)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, help=f"write the records here (default: {JSON_NAME} in the first "
@@ -238,8 +263,9 @@ def main(argv: list[str]) -> int:
     entries = entries_from_args(args)
     if not entries:
         parser.error("give --config and/or --compare")
-    if args.frames < 1 or args.warmup < 0:
-        raise SetupError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
+    if args.frames < 1 or args.warmup < 0 or args.turn < 0:
+        raise SetupError(f"--frames must be >= 1, --warmup and --turn >= 0, got {args.frames}, {args.warmup} and "
+                         f"{args.turn}")
     if args.ckpt_path:
         check_weights_file(args.ckpt_path, "--ckpt_path")
     if args.threads:
@@ -247,17 +273,22 @@ def main(argv: list[str]) -> int:
     device = resolve_device(args.device)
     for entry in entries:
         check_runtime(entry.precision, entry.backend, device)  # every refusal before anything is timed
-    records, frames_of, first_dir = [], None, None
-    for entry in entries:
-        record, frames_of, folder = benchmark_entry(entry, device, frames_of, args.frames, args.warmup,
-                                                    args.ckpt_path)
+    built = [build_tracker(entry, device, args.ckpt_path) for entry in entries]
+    benchmark, clips = load_clips(built[0][1], args.frames + args.warmup)  # the first entry's frames, for all
+    steps = sum(len(c.frames) - 1 for c in clips)
+    turns = f", in turns of {args.turn} frames" if args.turn and len(entries) > 1 else ""
+    with torch.inference_mode(), tqdm(total=len(entries) * max(steps - args.warmup, 0), unit="frame",
+                                      desc=f"timing {len(entries)} tracker(s) on {benchmark}{turns}") as bar:
+        measured = time_trackers([tracker for _, _, tracker in built], clips, args.warmup, args.turn, bar.update)
+    records, folders = [], []
+    for entry, (module, _, tracker), measurement in zip(entries, built, measured):
+        record, folder = speed_record(entry, module, tracker, measurement, benchmark, device, args.frames,
+                                      args.warmup)
         records.append(record)
-        first_dir = first_dir or folder
-        print(f"measured {record['label']}: {record['fps']:.1f} FPS end to end, {record['network_fps']:.1f} FPS "
-              f"network, {record['overhead_share']:.1%} outside the network", flush=True)  # long runs show progress
+        folders.append(folder)
     add_ratios(records)
     print(format_table(records))
-    path = args.json or first_dir / JSON_NAME
+    path = args.json or folders[0] / JSON_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(records, indent=2))
     print(f"speed records: {path}")
