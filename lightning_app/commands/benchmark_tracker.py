@@ -276,6 +276,9 @@ def main(argv: list[str]) -> int:
     built = [build_tracker(entry, device, args.ckpt_path) for entry in entries]
     benchmark, clips = load_clips(built[0][1], args.frames + args.warmup)  # the first entry's frames, for all
     steps = sum(len(c.frames) - 1 for c in clips)
+    if steps <= args.warmup:  # one line before any frame is timed
+        raise SetupError(f"--frames {args.frames} --warmup {args.warmup}: the test benchmark has {steps} steps to "
+                         f"track, none left to time; lower --warmup")
     turns = f", in turns of {args.turn} frames" if args.turn and len(entries) > 1 else ""
     with torch.inference_mode(), tqdm(total=len(entries) * max(steps - args.warmup, 0), unit="frame",
                                       desc=f"timing {len(entries)} tracker(s) on {benchmark}{turns}") as bar:
