@@ -10,6 +10,9 @@ family's trained miniature model over a SynthTrack test split:
    perturbation of that size does to this benchmark; a runtime inside it is not measurably worse.
 
     python scripts/precision_drift.py --family ostrack --runtimes bf16 int8 --root data/synthtrack_test60 --seeds 5
+
+An fp32 runtime on another engine (``fp32/onnxruntime``: outputs within 1e-4 of PyTorch) is the null: any
+AUC difference it shows is the benchmark's sensitivity to arithmetic, not a loss of precision.
 """
 from __future__ import annotations
 
@@ -138,6 +141,16 @@ def main() -> None:
         print(f"online AUC fp32 {fp32_auc:.2f}, {name} {auc:.2f} (diff {auc - fp32_auc:+.2f}, paired SE {se:.2f}); "
               f"sequences off by more than {args.diverged:g}: {split['lost']} lost, {split['gained']} gained, "
               f"carrying {split['share_of_diff'] * 100:.0f}% of the difference", flush=True)
+
+    # every pair of runtimes against each other: both are perturbations of fp32 and independent of its one
+    # draw, so a shift that two runtimes share against fp32 but not against each other is fp32's own luck
+    names = list(others)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff = np.asarray(record["per_sequence_auc"][b]) - np.asarray(record["per_sequence_auc"][a])
+            se = float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
+            record.setdefault("pairs", {})[f"{b} - {a}"] = {"diff": float(diff.mean()), "paired_se": se}
+            print(f"online AUC {b} - {a}: {diff.mean():+.2f} (paired SE {se:.2f})", flush=True)
 
     # 3. the chaos floor: fp32 with Gaussian box jitter of the first runtime's teacher-forced rms error
     if args.seeds:

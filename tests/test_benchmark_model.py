@@ -68,3 +68,15 @@ def test_bad_iters_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli.main(["benchmark", "model", "--config", OSTRACK, "--iters", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --iters")
+
+
+def test_compared_models_are_timed_in_turns_of_calls_after_their_own_warmup() -> None:
+    log: list[str] = []
+    entries = [(name, torch.nn.Linear(1, 1), (lambda name=name: log.append(name)), None) for name in "ab"]
+    reports = speed.speed_reports(entries, torch.device("cpu"), warmup=1, iters=5, turn=2)
+    counted, warm, timed = log[:2], log[2:4], log[4:]  # one counted (FLOPs) and one warm-up call each first
+    assert counted == warm == ["a", "b"] and timed == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "b"]
+    assert [r.name for r in reports] == ["a", "b"] and all(r.latency_ms_median > 0 for r in reports)
+    log.clear()
+    speed.speed_reports(entries, torch.device("cpu"), warmup=0, iters=3, turn=0)
+    assert log[2:] == ["a"] * 3 + ["b"] * 3

@@ -4,6 +4,7 @@
     lightning benchmark tracker --config configs/ostrack_256.yaml --precisions fp32 bf16 int8   (whole online step)
     lightning benchmark model --compare configs/ostrack_256.yaml configs/mixformerv2_b.yaml
     lightning benchmark model --compare configs/a.yaml,configs/presets/cpu_smoke.yaml ...   (comma = composed)
+    (entries are built first, then timed in turns of --turn calls: ratios of one run hold on a shared machine)
     lightning benchmark data --config configs/mixformerv2_b.yaml --config configs/presets/cpu_smoke.yaml
 """
 
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from lightning_app.commands.track import add_runtime_arguments
 from lightning_app.config_loading import build_model_from_configs
 from trackers.errors import SetupError
-from trackers.evaluation.speed import SpeedReport, resolve_device, speed_report
+from trackers.evaluation.speed import DEFAULT_TURN, SpeedReport, resolve_device, speed_reports
 from trackers.inference.online import CropTracker
 from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, runtime_suffix
 
@@ -50,15 +52,20 @@ def check_latency_calls(warmup: int, iters: int) -> None:
 
 
 def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int, iters: int,
-                    precision: str = DEFAULT_PRECISION, backend: str = DEFAULT_BACKEND) -> list[SpeedReport]:
-    reports = []
+                    precision: str = DEFAULT_PRECISION, backend: str = DEFAULT_BACKEND,
+                    turn: int = DEFAULT_TURN) -> list[SpeedReport]:
+    """Every entry built first, then their per-frame calls timed in turns of ``turn`` calls."""
+    timed = []
     for configs in entries:
         module = build_model_from_configs(configs)
         network, call = per_frame_call(module, device, precision, backend)
         fp32_call = call if runtime_suffix(precision, backend) == "" else per_frame_call(module, device)[1]
         name = " + ".join(Path(c).stem for c in configs) + runtime_suffix(precision, backend)
-        reports.append(speed_report(name, network, call, device, warmup, iters, flops_fn=fp32_call))
-    return reports
+        timed.append((name, network, call, fp32_call))
+    turns = f", in turns of {turn} calls" if turn and len(entries) > 1 else ""
+    with tqdm(total=len(entries) * iters, unit="call", desc=f"timing {len(entries)} model(s){turns}",
+              disable=len(entries) * iters < 50) as bar:
+        return speed_reports(timed, device, warmup, iters, turn, bar.update)
 
 
 def format_table(reports: list[SpeedReport]) -> str:
@@ -85,6 +92,9 @@ def main(argv: list[str]) -> int:
     model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     model.add_argument("--warmup", type=int, default=LATENCY_WARMUP)
     model.add_argument("--iters", type=int, default=LATENCY_ITERS)
+    model.add_argument("--turn", type=int, default=DEFAULT_TURN,
+                       help="entries take turns of this many calls, so a slow phase of the machine falls on all "
+                            "alike (0: one entry after the other)")
     model.add_argument("--json", type=Path, help="write the reports as JSON here")
     model.add_argument("--frames", type=int, default=100,
                        help="early-exit models (DyTrack): real frames of the config's test benchmark to time")
@@ -115,8 +125,10 @@ def main(argv: list[str]) -> int:
     if not entries:
         parser.error("give --config and/or --compare")
     check_latency_calls(args.warmup, args.iters)
+    if args.turn < 0:
+        raise SetupError(f"--turn must be >= 0, got {args.turn}")
     reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters, args.precision,
-                              args.backend)
+                              args.backend, args.turn)
     print(format_table(reports))
     early_exit = early_exit_section(entries, resolve_device(args.device), args.warmup, args.iters, args.frames,
                                     args.ckpt_path, args.precision, args.backend)

@@ -24,9 +24,7 @@ the first entry's results folder (next to the ``metrics.json`` of its `lightning
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,13 +38,14 @@ from lightning_app.commands.track import check_weights_file, load_module_weights
 from lightning_app.config_loading import build_from_configs, parse_configs
 from trackers.errors import SetupError
 from trackers.evaluation.protocols import benchmark_key
-from trackers.evaluation.speed import TimedNetwork, environment, latency_summary, resolve_device
+from trackers.evaluation.speed import (DEFAULT_TURN, TimedNetwork, environment, latency_summary, resolve_device,
+                                      take_turns)
 from trackers.inference.online import CropTracker
 from trackers.inference.runtime import (BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, apply_runtime,
                                         check_runtime, runtime_suffix)
 from trackers.methods.base import results_folder
 
-DEFAULT_FRAMES, DEFAULT_WARMUP, DEFAULT_TURN = 200, 10, 10
+DEFAULT_FRAMES, DEFAULT_WARMUP = 200, 10
 JSON_NAME = "tracker_speed.json"
 
 
@@ -141,28 +140,10 @@ def tracker_steps(tracker: CropTracker, clips: list[Clip]) -> Iterator[tuple[flo
 
 def time_trackers(trackers: list[CropTracker], clips: list[Clip], warmup: int, turn: int,
                   on_steps: Callable[[int], object] = lambda n: None) -> list[Measurement]:
-    """Every tracker's steps, the first ``warmup`` of each untimed, taken in turns of ``turn`` frames
-    (the first tracker of a round rotating), so that the slow phases of a shared machine, which last
-    seconds, fall on every entry alike and the ratios of one run hold; ``turn`` 0: one tracker after
-    the other."""
-    streams = [tracker_steps(t, clips) for t in trackers]
-    measured = [Measurement() for _ in trackers]
-    turn = turn or sys.maxsize
-    for stream in streams:
-        for _ in itertools.islice(stream, warmup):
-            pass
-    active, rounds = list(range(len(streams))), 0
-    while active:
-        first = rounds % len(active)
-        for i in active[first:] + active[:first]:
-            steps = list(itertools.islice(streams[i], turn))
-            measured[i].end_to_end_ms += [e for e, _ in steps]
-            measured[i].network_ms += [n for _, n in steps]
-            on_steps(len(steps))
-            if len(steps) < turn:
-                active.remove(i)
-        rounds += 1
-    return measured
+    """Every tracker's steps over the clips, the first ``warmup`` of each untimed, taken in turns of ``turn``
+    frames (:func:`trackers.evaluation.speed.take_turns`); ``turn`` 0: one tracker after the other."""
+    steps = take_turns([tracker_steps(t, clips) for t in trackers], warmup, turn, on_items=on_steps)
+    return [Measurement([e for e, _ in s], [n for _, n in s]) for s in steps]
 
 
 def build_tracker(entry: Entry, device: torch.device, ckpt_path: str | None):  # noqa: ANN201

@@ -20,7 +20,7 @@ from typing import Any
 from trackers.errors import BadFileError, MissingFileError, SetupError
 from trackers.evaluation.result_files import METRICS_FILE
 # `benchmark model` records carry no precision/backend keys: they measured the defaults
-from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS
+from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, runtime_suffix
 
 TRACKER_SPEED_FILE = "tracker_speed.json"  # `lightning benchmark tracker --json`'s default, beside metrics.json
 DEFAULT_SCORE = "pytracking.AUC"
@@ -58,7 +58,9 @@ class ParetoPoint:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.precision}, {self.backend})"
+        """The name, with the runtime added unless the name already ends with it (``ostrack_bf16``)."""
+        suffix = runtime_suffix(self.precision, self.backend)
+        return self.name if self.name.endswith(suffix) else f"{self.name} ({self.precision}, {self.backend})"
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "label": self.label}

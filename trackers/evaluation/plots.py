@@ -123,17 +123,21 @@ def _label_offsets(xs: list[float], ys: list[float], log_x: bool) -> list[tuple[
 
 
 def plot_pareto(points, path: str | Path, score_label: str = "AUC", title: str = "") -> Path:
-    """Score vs FPS, one labelled marker per point; the front as red markers joined by a line.
+    """Score vs FPS, one numbered marker per point and the numbers' key beside the axes (long labels of
+    points a few FPS apart would overprint each other); the front as red markers joined by a line.
 
     ``points`` are ``trackers.evaluation.pareto.ParetoPoint``s (label, score, fps, on_front).
     """
-    fig, ax = _new_axes()
+    fig, ax = _new_axes((FIGURE_SIZE_INCHES[0] * 1.5, FIGURE_SIZE_INCHES[1]))
     fps = [p.fps for p in points]
     log_x = bool(fps) and min(fps) > 0 and max(fps) / min(fps) >= LOG_FPS_SPAN
-    for p, offset in zip(points, _label_offsets(fps, [p.score for p in points], log_x)):
+    for number, (p, offset) in enumerate(zip(points, _label_offsets(fps, [p.score for p in points], log_x)), 1):
         ax.scatter(p.fps, p.score, s=60 if p.on_front else 36, zorder=3,
                    color=FRONT_COLOR if p.on_front else OFF_FRONT_COLOR, marker="o" if p.on_front else "x")
-        ax.annotate(p.label, (p.fps, p.score), textcoords="offset points", xytext=offset, fontsize="x-small")
+        ax.annotate(str(number), (p.fps, p.score), textcoords="offset points", xytext=offset, fontsize="small",
+                    color=FRONT_COLOR if p.on_front else "black")
+    key = "\n".join(f"{n:>2}  {p.label}{'  (front)' if p.on_front else ''}" for n, p in enumerate(points, 1))
+    ax.text(1.03, 1.0, key, transform=ax.transAxes, va="top", ha="left", fontsize="x-small", family="monospace")
     front = sorted((p for p in points if p.on_front), key=lambda p: p.fps)
     if len(front) > 1:
         ax.plot([p.fps for p in front], [p.score for p in front], color=FRONT_COLOR, linestyle="--",

@@ -7,14 +7,16 @@ the stalls that a tracker at 30 FPS cannot afford.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import statistics
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -81,30 +83,77 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def measure_latency(fn: Callable[[], object], device: torch.device, warmup: int = 20, iters: int = 100) -> list[float]:
-    """Per-call latency in milliseconds after ``warmup`` untimed calls."""
+# Entries compared in one run take turns of this many calls or frames (`lightning benchmark model|tracker`).
+DEFAULT_TURN = 10
+T = TypeVar("T")
+
+
+def take_turns(streams: Sequence[Iterator[T]], warmup: int, turn: int, count: int | None = None,
+               on_items: Callable[[int], object] = lambda n: None) -> list[list[T]]:
+    """Every stream's items after its first ``warmup`` (discarded), taken in turns of ``turn`` items with
+    the first stream of a round rotating, until a stream ends or has given ``count``; ``turn`` 0: one stream
+    after the other. Why: on a shared machine slow phases last seconds, and timed one after the other
+    the same network measured 197, 252 and 308 ms in runs minutes apart; in turns they fall on every
+    entry alike, so ratios measured in one run hold."""
+    for stream in streams:
+        for _ in itertools.islice(stream, warmup):
+            pass
+    taken: list[list[T]] = [[] for _ in streams]
+    turn = turn or sys.maxsize
+    active, rounds = list(range(len(streams))), 0
+    while active:
+        first = rounds % len(active)
+        for i in active[first:] + active[:first]:
+            want = turn if count is None else min(turn, count - len(taken[i]))
+            items = list(itertools.islice(streams[i], want))
+            taken[i] += items
+            on_items(len(items))
+            if len(items) < want or (count is not None and len(taken[i]) >= count):
+                active.remove(i)
+        rounds += 1
+    return taken
+
+
+def timed_calls(fn: Callable[[], object], device: torch.device) -> Iterator[float]:
+    """Milliseconds of each call of ``fn``, without end (CUDA-synchronised on a GPU)."""
     cuda = device.type == "cuda"
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
+    while True:
         if cuda:
             torch.cuda.synchronize(device)
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            fn()
-            if cuda:
-                torch.cuda.synchronize(device)
-            times.append((time.perf_counter() - start) * 1e3)
-    return times
+        start = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        yield (time.perf_counter() - start) * 1e3
+
+
+def measure_latency(fn: Callable[[], object], device: torch.device, warmup: int = 20, iters: int = 100) -> list[float]:
+    """Per-call latency in milliseconds after ``warmup`` untimed calls."""
+    with torch.inference_mode():
+        return take_turns([timed_calls(fn, device)], warmup, 0, iters)[0]
 
 
 def speed_report(name: str, module: nn.Module, fn: Callable[[], object], device: torch.device,
                  warmup: int = 20, iters: int = 100, flops_fn: Callable[[], object] | None = None) -> SpeedReport:
     """``flops_fn``: the call whose FLOPs are counted, when ``fn`` runs ops torch's counter cannot see
     (int8 quantised Linear layers, onnxruntime): the model's arithmetic is its fp32 call's."""
-    flops = count_flops(flops_fn or fn)
-    times = measure_latency(fn, device, warmup, iters)
+    return report_from_times(name, module, count_flops(flops_fn or fn), measure_latency(fn, device, warmup, iters),
+                             device)
+
+
+def speed_reports(entries: Sequence[tuple[str, nn.Module, Callable[[], object], Callable[[], object] | None]],
+                  device: torch.device, warmup: int = 20, iters: int = 100, turn: int = DEFAULT_TURN,
+                  on_items: Callable[[int], object] = lambda n: None) -> list[SpeedReport]:
+    """:func:`speed_report` of several (name, module, call, flops call) entries, their calls timed in turns
+    (:func:`take_turns`) so their ratios hold on a machine whose speed drifts."""
+    flops = [count_flops(flops_fn or fn) for _, _, fn, flops_fn in entries]
+    with torch.inference_mode():
+        times = take_turns([timed_calls(fn, device) for _, _, fn, _ in entries], warmup, turn, iters, on_items)
+    return [report_from_times(name, module, f, t, device) for (name, module, _, _), f, t in zip(entries, flops, times)]
+
+
+def report_from_times(name: str, module: nn.Module, flops: int, times: Sequence[float],
+                      device: torch.device) -> SpeedReport:
     median = statistics.median(times)
     p90 = statistics.quantiles(times, n=10)[-1] if len(times) >= 10 else max(times)
     return SpeedReport(

@@ -25,7 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from trackers.evaluation.protocols import benchmark_key, export_official_results, metrics_for
@@ -165,6 +165,7 @@ class TrackingModule(L.LightningModule, ABC):
     def on_test_epoch_start(self) -> None:
         self.test_metrics = nn.ModuleDict(metrics_for(self._benchmark())).to(self.device)
         self._tracker = apply_runtime(self.build_tracker(), self.runtime_precision, self.runtime_backend)
+        self._sequences = torch.zeros(2, dtype=torch.long)  # (tracked here, reused from result files)
 
     def test_step(self, sequence: Any, batch_idx: int) -> None:
         out_dir = self._result_dir(self._benchmark(), self._tracker)
@@ -172,7 +173,9 @@ class TrackingModule(L.LightningModule, ABC):
         if self.resume_results and result_file.exists():
             boxes = read_raw_results(result_file)
             run = SequenceRun(boxes, np.full(len(boxes), np.nan), np.full(len(boxes), np.nan))
+            self._sequences[1] += 1
         else:
+            self._sequences[0] += 1
             run = run_sequence(self._tracker, sequence, sequence.gt_boxes[0])
             write_per_frame_values(out_dir, sequence.name, run.extras)  # before the box file: see finished_sequences
             write_raw_results(out_dir, sequence.name, run.boxes, run.times)
@@ -189,6 +192,7 @@ class TrackingModule(L.LightningModule, ABC):
             summary = "  ".join(f"{k}={v:.2f}" for k, v in scores.items())
             rank_zero_info(f"[{name}] {self._benchmark()} ({convention}): {summary}")
         self.trainer.strategy.barrier()  # every rank's result files are written
+        self._report_reused(name)
         if self.trainer.is_global_zero:
             raw_dir = self._result_dir(self._benchmark(), self._tracker)
             raw_dir.mkdir(parents=True, exist_ok=True)  # tools (`lightning pipeline`) read the scores from here
@@ -196,6 +200,17 @@ class TrackingModule(L.LightningModule, ABC):
             (raw_dir / METRICS_FILE).write_text(json.dumps(record, indent=2))
             exported = export_official_results(self._benchmark(), raw_dir, name)
             rank_zero_info(f"[{name}] raw results in {raw_dir}" + (f"; official format in {exported}" if exported else ""))
+
+
+    def _report_reused(self, name: str) -> None:
+        """Say how many sequences came from earlier result files: a re-run after a change of runtime or
+        weights would otherwise report the old boxes' scores as if they were new."""
+        tracked, reused = (int(v) for v in self.trainer.strategy.reduce(self._sequences.to(self.device), reduce_op="sum"))
+        if reused:
+            raw_dir = self._result_dir(self._benchmark(), self._tracker)
+            rank_zero_warn(f"[{name}] {reused} of {tracked + reused} sequences were not tracked: their boxes are "
+                           f"reused from the result files in {raw_dir} (delete that folder, or pass "
+                           "--model.init_args.resume_results false, to track them again)")
 
 
 def results_folder(results_dir: str | Path | None, default_root_dir: str | Path, benchmark: str, name: str) -> Path:
