@@ -32,15 +32,17 @@ def benchmark(tmp_path: Path, *args: str) -> list[dict]:
 
 
 def test_compare_writes_one_report_per_entry(tmp_path: Path) -> None:
-    reports = benchmark(tmp_path, "--config", OSTRACK, "--config", SMOKE, "--compare", f"{OSTRACK},{SMOKE}")
-    assert len(reports) == 2
+    reports = benchmark(tmp_path, "--config", OSTRACK, "--config", SMOKE, "--compare", f"{OSTRACK},{SMOKE}",
+                        f"{OSTRACK},{SMOKE}@int8")
+    assert [r["name"] for r in reports] == ["ostrack_256 + cpu_smoke"] * 2 + ["ostrack_256 + cpu_smoke_int8"]
     for report in reports:
-        assert report["name"] == "ostrack_256 + cpu_smoke" and report["device"] == "cpu"
+        assert report["device"] == "cpu"
         assert report["params_m"] > 1.0 and report["params_m"] < 5.0  # the tiny model, not ViT-B
         assert report["gflops"] == pytest.approx(2 * report["gmacs"]) and report["gmacs"] > 0
         assert math.isfinite(report["latency_ms_median"]) and report["latency_ms_median"] > 0
         assert report["fps"] == pytest.approx(1e3 / report["latency_ms_median"])
-    assert reports[0]["params_m"] == reports[1]["params_m"] and reports[0]["gflops"] == reports[1]["gflops"]
+    assert reports[0]["params_m"] == reports[1]["params_m"] == reports[2]["params_m"]
+    assert reports[0]["gflops"] == reports[1]["gflops"] == reports[2]["gflops"]  # int8 counts the fp32 call
 
 
 def test_full_size_ostrack_256_matches_the_spec(tmp_path: Path) -> None:

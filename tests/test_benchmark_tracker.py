@@ -16,7 +16,8 @@ import yaml
 
 from datamodules.synthtrack import write_synthtrack
 from lightning_app import cli
-from lightning_app.commands.benchmark_tracker import Clip, Entry, parse_entry, time_trackers
+from lightning_app.commands.benchmark_entries import Entry, parse_entry
+from lightning_app.commands.benchmark_tracker import Clip, time_trackers
 from trackers.errors import SetupError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -117,9 +117,11 @@ def test_int8_calls_run_on_the_engine_the_weights_were_packed_for() -> None:
 def test_benchmark_model_counts_the_models_flops_at_every_precision() -> None:
     """Quantised Linear layers are invisible to torch's flop counter: int8 reports the fp32 call's count."""
     from lightning_app.commands.benchmark import benchmark_model
+    from lightning_app.commands.benchmark_entries import Entry
 
     configs = [str(ROOT / c) for c in FAMILIES["ostrack"]]
-    (fp32,), (int8,) = (benchmark_model([configs], torch.device("cpu"), 0, 1, p) for p in ("fp32", "int8"))
+    fp32, int8 = benchmark_model([Entry(configs, "fp32"), Entry(configs, "int8")], torch.device("cpu"), 0, 1)
+    assert int8.name == fp32.name + "_int8"
     assert int8.gmacs == pytest.approx(fp32.gmacs) and fp32.gmacs > 0
 
 

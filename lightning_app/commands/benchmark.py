@@ -3,6 +3,7 @@
     lightning benchmark model --config configs/ostrack_256.yaml [--precision bf16] [--backend onnxruntime]
     lightning benchmark tracker --config configs/ostrack_256.yaml --precisions fp32 bf16 int8   (whole online step)
     lightning benchmark model --compare configs/ostrack_256.yaml configs/mixformerv2_b.yaml
+    lightning benchmark model --compare configs/ostrack_256.yaml configs/ostrack_256.yaml@bf16 configs/ostrack_256.yaml@int8
     lightning benchmark model --compare configs/a.yaml,configs/presets/cpu_smoke.yaml ...   (comma = composed)
     (entries are built first, then timed in turns of --turn calls: ratios of one run hold on a shared machine)
     lightning benchmark data --config configs/mixformerv2_b.yaml --config configs/presets/cpu_smoke.yaml
@@ -18,12 +19,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lightning_app.commands.track import add_runtime_arguments
+from lightning_app.commands.benchmark_entries import Entry, add_entry_arguments, entries_from_args
 from lightning_app.config_loading import build_model_from_configs
 from trackers.errors import SetupError
 from trackers.evaluation.speed import DEFAULT_TURN, SpeedReport, resolve_device, speed_reports
 from trackers.inference.online import CropTracker
-from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, runtime_suffix
+from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, check_runtime, runtime_suffix
 
 # Untimed and timed per-frame calls (also `lightning pipeline`'s, which times every stage's model).
 LATENCY_WARMUP, LATENCY_ITERS = 20, 100
@@ -51,17 +52,17 @@ def check_latency_calls(warmup: int, iters: int) -> None:
         raise SetupError(f"--iters must be >= 1 and --warmup >= 0, got {iters} and {warmup}")
 
 
-def benchmark_model(entries: list[list[str]], device: torch.device, warmup: int, iters: int,
-                    precision: str = DEFAULT_PRECISION, backend: str = DEFAULT_BACKEND,
+def benchmark_model(entries: list[Entry], device: torch.device, warmup: int, iters: int,
                     turn: int = DEFAULT_TURN) -> list[SpeedReport]:
     """Every entry built first, then their per-frame calls timed in turns of ``turn`` calls."""
     timed = []
-    for configs in entries:
-        module = build_model_from_configs(configs)
-        network, call = per_frame_call(module, device, precision, backend)
-        fp32_call = call if runtime_suffix(precision, backend) == "" else per_frame_call(module, device)[1]
-        name = " + ".join(Path(c).stem for c in configs) + runtime_suffix(precision, backend)
-        timed.append((name, network, call, fp32_call))
+    for entry in entries:
+        check_runtime(entry.precision, entry.backend, device)  # every refusal before anything is built
+    for entry in entries:
+        module = build_model_from_configs(entry.configs)
+        network, call = per_frame_call(module, device, entry.precision, entry.backend)
+        fp32_call = call if runtime_suffix(entry.precision, entry.backend) == "" else per_frame_call(module, device)[1]
+        timed.append((entry.label, network, call, fp32_call))
     turns = f", in turns of {turn} calls" if turn and len(entries) > 1 else ""
     with tqdm(total=len(entries) * iters, unit="call", desc=f"timing {len(entries)} model(s){turns}",
               disable=len(entries) * iters < 50) as bar:
@@ -87,8 +88,7 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     model = sub.add_parser("model", help="params, GFLOPs and batch-1 latency of the per-frame network call")
-    model.add_argument("--config", action="append", default=[], help="experiment YAML (repeat to compose)")
-    model.add_argument("--compare", nargs="+", default=[], help="more configs side by side (a,b = composed)")
+    add_entry_arguments(model, "models")
     model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     model.add_argument("--warmup", type=int, default=LATENCY_WARMUP)
     model.add_argument("--iters", type=int, default=LATENCY_ITERS)
@@ -99,7 +99,6 @@ def main(argv: list[str]) -> int:
     model.add_argument("--frames", type=int, default=100,
                        help="early-exit models (DyTrack): real frames of the config's test benchmark to time")
     model.add_argument("--ckpt_path", help="early-exit models: trained weights for the real-frame timing")
-    add_runtime_arguments(model)
     sub.add_parser("tracker", help="end-to-end FPS of the whole online step on real frames, and the "
                                              "network's share (`lightning benchmark tracker --help`)", add_help=False)
     data = sub.add_parser("data", help="samples/s per worker of the data pipeline vs a straightforward reference")
@@ -121,33 +120,31 @@ def main(argv: list[str]) -> int:
             args.json.write_text(json.dumps(result.as_dict(), indent=2))
         return 0
 
-    entries = ([args.config] if args.config else []) + [c.split(",") for c in args.compare]
+    entries = entries_from_args(args)
     if not entries:
         parser.error("give --config and/or --compare")
     check_latency_calls(args.warmup, args.iters)
     if args.turn < 0:
         raise SetupError(f"--turn must be >= 0, got {args.turn}")
-    reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters, args.precision,
-                              args.backend, args.turn)
+    reports = benchmark_model(entries, resolve_device(args.device), args.warmup, args.iters, args.turn)
     print(format_table(reports))
     early_exit = early_exit_section(entries, resolve_device(args.device), args.warmup, args.iters, args.frames,
-                                    args.ckpt_path, args.precision, args.backend)
+                                    args.ckpt_path)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps([r.as_dict() for r in reports] + early_exit, indent=2))
     return 0
 
 
-def early_exit_section(entries: list[list[str]], device: torch.device, warmup: int, iters: int, frames: int,
-                       ckpt_path: str | None, precision: str = DEFAULT_PRECISION,
-                       backend: str = DEFAULT_BACKEND) -> list[dict]:
+def early_exit_section(entries: list[Entry], device: torch.device, warmup: int, iters: int, frames: int,
+                       ckpt_path: str | None) -> list[dict]:
     """DyTrack's per-exit latency and real-frame speed-up over always-deepest (``lightning_app.commands.calibrate``)."""
     from dataclasses import asdict
 
     from lightning_app.commands.calibrate import early_exit_timing
 
-    timings = [t for configs in entries
-               if (t := early_exit_timing(configs, device, warmup, iters, frames, ckpt_path, precision, backend))]
+    timings = [t for e in entries
+               if (t := early_exit_timing(e.configs, device, warmup, iters, frames, ckpt_path, e.precision, e.backend))]
     for timing in timings:
         print(timing.table())
     return [{**asdict(t), "ratio": t.ratio} for t in timings]

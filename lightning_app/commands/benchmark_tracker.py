@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lightning_app.commands.benchmark_entries import Entry, add_entry_arguments, entries_from_args
 from lightning_app.commands.track import check_weights_file, load_module_weights
 from lightning_app.config_loading import build_from_configs, parse_configs
 from trackers.errors import SetupError
@@ -41,45 +42,11 @@ from trackers.evaluation.protocols import benchmark_key
 from trackers.evaluation.speed import (DEFAULT_TURN, TimedNetwork, environment, latency_summary, resolve_device,
                                       take_turns)
 from trackers.inference.online import CropTracker
-from trackers.inference.runtime import (BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, apply_runtime,
-                                        check_runtime, runtime_suffix)
+from trackers.inference.runtime import apply_runtime, check_runtime
 from trackers.methods.base import results_folder
 
 DEFAULT_FRAMES, DEFAULT_WARMUP = 200, 10
 JSON_NAME = "tracker_speed.json"
-
-
-@dataclass
-class Entry:
-    """One compared tracker: composed configs at a precision on a backend."""
-
-    configs: list[str]
-    precision: str = DEFAULT_PRECISION
-    backend: str = DEFAULT_BACKEND
-
-    @property
-    def label(self) -> str:
-        return " + ".join(Path(c).stem for c in self.configs) + runtime_suffix(self.precision, self.backend)
-
-
-def parse_entry(text: str, precision: str, backend: str) -> Entry:
-    """``a.yaml[,b.yaml][@PRECISION[/BACKEND]]`` -> Entry (the defaults where no ``@`` part is given)."""
-    configs, _, runtime = text.partition("@")
-    if runtime:
-        precision, _, given_backend = runtime.partition("/")
-        backend = given_backend or backend
-    if precision not in PRECISIONS or backend not in BACKENDS:
-        raise SetupError(f"--compare {text!r}: write CONFIGS[@PRECISION[/BACKEND]] with PRECISION one of "
-                         f"{', '.join(PRECISIONS)} and BACKEND one of {', '.join(BACKENDS)} (e.g. x.yaml@bf16)")
-    return Entry([c for c in configs.split(",") if c], precision, backend)
-
-
-def entries_from_args(args: argparse.Namespace) -> list[Entry]:
-    texts = ([",".join(args.config)] if args.config else []) + list(args.compare)
-    entries = [parse_entry(t, args.precision, args.backend) for t in texts]
-    if args.precisions:
-        entries = [Entry(e.configs, p, e.backend) for e in entries for p in args.precisions]
-    return entries
 
 
 @dataclass
@@ -215,15 +182,7 @@ def format_table(records: list[dict]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightning benchmark tracker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", action="append", default=[], help="experiment YAML (repeat to compose)")
-    parser.add_argument("--compare", nargs="+", default=[], metavar="ENTRY",
-                        help="more trackers: CONFIGS[@PRECISION[/BACKEND]], comma = composed (x.yaml@bf16)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                        help="precision of entries without @PRECISION")
-    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                        help="backend of entries without /BACKEND")
-    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=[],
-                        help="run every entry at each of these precisions (e.g. fp32 bf16 int8)")
+    add_entry_arguments(parser, "trackers")
     parser.add_argument("--ckpt_path", help="weights for every entry (Lightning .ckpt or official .pth.tar); "
                                             "default: untrained (fine for speed)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="timed frames per tracker")
