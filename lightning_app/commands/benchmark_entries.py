@@ -9,6 +9,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightning_app.commands.track import add_runtime_arguments
 from trackers.errors import SetupError
 from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, runtime_suffix
 
@@ -51,10 +52,6 @@ def add_entry_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--config", action="append", default=[], help="experiment YAML (repeat to compose)")
     parser.add_argument("--compare", nargs="+", default=[], metavar="ENTRY",
                         help=f"more {what}: CONFIGS[@PRECISION[/BACKEND]], comma = composed (x.yaml@bf16)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                        help="precision of entries without @PRECISION: bf16 autocast (CPU/GPU), int8 dynamic "
-                             "quantisation of the Linear layers (CPU)")
-    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                        help="backend of entries without /BACKEND: PyTorch or ONNX Runtime (CPU)")
+    add_runtime_arguments(parser, "entries without @PRECISION[/BACKEND]")
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=[],
                         help="run every entry at each of these precisions (e.g. fp32 bf16 int8)")

@@ -157,13 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--precision`` / ``--backend`` of a tool that builds a tracker (``trackers.inference.runtime``)."""
+def add_runtime_arguments(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """``--precision`` / ``--backend`` of a tool that builds a tracker (``trackers.inference.runtime``);
+    ``scope`` narrows what they apply to in the help (``entries without @PRECISION``)."""
     parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                        help="network precision: bf16 autocast (CPU/GPU), int8 dynamic quantisation of the "
-                             "Linear layers (CPU)")
+                        help=f"network precision{' of ' + scope if scope else ''}: bf16 autocast (CPU/GPU), int8 "
+                             "dynamic quantisation of the Linear layers (CPU)")
     parser.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
-                        help="run the network in PyTorch or ONNX Runtime (CPU)")
+                        help=f"run the network{' of ' + scope if scope else ''} in PyTorch or ONNX Runtime (CPU)")
 
 
 def main(argv: list[str]) -> int:
