@@ -19,6 +19,7 @@ from lightning_app import cli
 from lightning_app.commands.benchmark_entries import Entry, parse_entry
 from lightning_app.commands.benchmark_tracker import Clip, time_trackers
 from trackers.errors import SetupError
+from trackers.evaluation.speed import cpu_isa
 
 ROOT = Path(__file__).resolve().parents[1]
 OSTRACK = [str(ROOT / c) for c in ("configs/ostrack_256.yaml", "configs/presets/cpu_smoke.yaml",
@@ -70,7 +71,8 @@ def test_compare_writes_one_record_per_entry_with_ratios(bench_preset: Path, tmp
         assert r["network"]["mean_ms"] <= r["end_to_end"]["mean_ms"]  # the network runs inside the step
         assert math.isfinite(r["fps"]) and r["fps"] == pytest.approx(1e3 / r["end_to_end"]["median_ms"])
         assert r["network_fps"] == pytest.approx(1e3 / r["network"]["median_ms"])
-        assert {"cpu", "torch_threads", "torch", "gpu", "cuda"} <= set(r["environment"])
+        assert {"cpu", "cpu_isa", "int8_engine", "torch_threads", "torch", "gpu", "cuda"} <= set(r["environment"])
+        assert r["environment"]["cpu_isa"] == cpu_isa()
     assert records[0]["speedup"] == 1.0 and records[0]["network_speedup"] == 1.0
     assert "ratios against" in printed and "ostrack_256 + cpu_smoke + ostrack_tiny + bench_int8" in printed
 
@@ -115,3 +117,12 @@ def test_entries_take_turns_and_each_times_its_own_frames_after_warmup() -> None
     log.clear()
     time_trackers(trackers, clips, warmup=0, turn=0)
     assert log == ["a"] * 7 + ["b"] * 7
+
+
+def test_cpu_isa_follows_torchs_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ISA list is what torch's probes say, and a probe this torch lacks reads as absent."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False, raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_fp16_supported", raising=False)
+    isa = cpu_isa()
+    assert "amx_tile" in isa and "vnni" not in isa and "amx_fp16" not in isa

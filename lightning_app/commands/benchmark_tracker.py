@@ -174,7 +174,8 @@ def format_table(records: list[dict]) -> str:
     env = records[0]["environment"]
     rows.append(f"{records[0]['frames']} frames of {records[0]['benchmark']} per tracker on {records[0]['device']}; "
                 f"ratios against '{records[0]['label']}', measured in this run")
-    rows.append(f"environment: {env['cpu']}, {env['torch_threads']} torch threads of {env['cpu_count']} CPUs, "
+    isa = f" ({', '.join(env['cpu_isa'])}; int8 engine {env['int8_engine']})" if env.get("cpu_isa") else ""
+    rows.append(f"environment: {env['cpu']}{isa}, {env['torch_threads']} torch threads of {env['cpu_count']} CPUs, "
                 f"torch {env['torch']}" + (f", {env['gpu']} (CUDA {env['cuda']})" if env["gpu"] else ""))
     return "\n".join(rows)
 
