@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from datamodules.readers import build_reader
 from datamodules.sequences import EvalSequenceDataset
@@ -54,11 +55,11 @@ def build_tracker(family: str, precision: str = "fp32", backend: str = "torch"):
     return apply_runtime(module.build_tracker(), precision, backend)
 
 
-def run_all(tracker, sequences: EvalSequenceDataset) -> tuple[float, np.ndarray]:
+def run_all(tracker, sequences: EvalSequenceDataset, desc: str) -> tuple[float, np.ndarray]:
     """Online AUC over the split and the per-sequence AUCs (percent), under the LaSOT rules `lightning
     test` scores SynthTrack with."""
     curves = []
-    for sequence in sequences:
+    for sequence in tqdm(sequences, desc=desc, unit="seq", leave=False):
         run = run_sequence(tracker, sequence, sequence.gt_boxes[0])
         curves.append(sequence_curves(run.boxes, sequence.gt_boxes, sequence.visible, dataset="lasot").success)
     per_sequence = np.stack(curves).mean(1) * 100  # AUC: the mean of the 21-point success curve
@@ -116,7 +117,7 @@ def main() -> None:
             other.on_tracked(frame, score)
 
     reference.predict, reference.initialize, reference.on_tracked = forced, initialize, on_tracked
-    fp32_auc, fp32_seq = run_all(reference, reader)
+    fp32_auc, fp32_seq = run_all(reference, reader, "fp32 (teacher-forcing " + ", ".join(others) + ")")
     record["auc"] = {"fp32": fp32_auc}
     record["per_sequence_auc"] = {"fp32": fp32_seq.tolist()}
     record["teacher_forced_px"] = {}
@@ -132,7 +133,7 @@ def main() -> None:
 
     # 2. each runtime online
     for (precision, backend), name in zip(runtimes, others):
-        auc, per_sequence = run_all(build_tracker(args.family, precision, backend), reader)
+        auc, per_sequence = run_all(build_tracker(args.family, precision, backend), reader, name)
         se = float(np.std(per_sequence - fp32_seq, ddof=1) / np.sqrt(len(fp32_seq)))
         record["auc"][name] = auc
         record["per_sequence_auc"][name] = per_sequence.tolist()
@@ -165,7 +166,7 @@ def main() -> None:
                 return box + torch.as_tensor(rng.normal(0.0, sigma / size, 4), dtype=box.dtype), score
 
             tracker.predict = jittered
-            auc, jitter_seq = run_all(tracker, reader)
+            auc, jitter_seq = run_all(tracker, reader, f"fp32 + jitter, seed {seed}")
             jitter_aucs.append(auc)
             record["per_sequence_auc"][f"jittered_fp32/{seed}"] = jitter_seq.tolist()
             print(f"fp32 + jitter rms {sigma:.3f} px, seed {seed}: AUC {auc:.2f} ({auc - fp32_auc:+.2f})", flush=True)
