@@ -19,7 +19,7 @@ from lightning_app import cli
 from lightning_app.commands.benchmark_entries import Entry, parse_entry
 from lightning_app.commands.benchmark_tracker import Clip, time_trackers
 from trackers.errors import SetupError
-from trackers.evaluation.speed import cpu_isa
+from trackers.inference.runtime import cpu_isa, int8_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 OSTRACK = [str(ROOT / c) for c in ("configs/ostrack_256.yaml", "configs/presets/cpu_smoke.yaml",
@@ -119,10 +119,14 @@ def test_entries_take_turns_and_each_times_its_own_frames_after_warmup() -> None
     assert log == ["a"] * 7 + ["b"] * 7
 
 
-def test_cpu_isa_follows_torchs_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_isa_follows_torchs_probes_and_picks_the_int8_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ISA list is what torch's probes say, and a probe this torch lacks reads as absent."""
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False, raising=False)
     monkeypatch.delattr(torch.cpu, "_is_amx_fp16_supported", raising=False)
     isa = cpu_isa()
     assert "amx_tile" in isa and "vnni" not in isa and "amx_fp16" not in isa
+    if "onednn" in torch.backends.quantized.supported_engines:
+        assert int8_engine() == "onednn"  # AMX alone is an int8 dot product
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+        assert int8_engine() == torch.backends.quantized.engine

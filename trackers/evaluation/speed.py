@@ -25,7 +25,7 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from trackers.errors import SetupError
-from trackers.inference.runtime import NetworkProxy, int8_engine
+from trackers.inference.runtime import NetworkProxy, cpu_isa, int8_engine
 
 
 @dataclass
@@ -185,17 +185,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-# The vector / matrix instruction sets torch reports (``torch.cpu._is_<name>_supported``). The bf16 and int8
-# ratios over fp32 depend on them more than on anything else: measured network-only in turns, int8 over
-# fp32 was 2.3-2.6x on a 2-core Xeon with AMX and 2.6-3.8x on a 2-core EPYC with AVX-512 VNNI and no AMX.
-CPU_ISA_PROBES = ("avx2", "avx512", "vnni", "avx512_bf16", "amx_tile", "amx_fp16")
-
-
-def cpu_isa() -> list[str]:
-    """The :data:`CPU_ISA_PROBES` this CPU has (probes a torch build lacks count as absent)."""
-    return [name for name in CPU_ISA_PROBES if getattr(torch.cpu, f"_is_{name}_supported", lambda: False)()]
 
 
 def environment(device: torch.device) -> dict[str, object]:

@@ -101,13 +101,24 @@ def apply_runtime(tracker: OnlineTracker, precision: str = DEFAULT_PRECISION,
     return tracker
 
 
+# The vector / matrix instruction sets torch reports (``torch.cpu._is_<name>_supported``). The bf16 and int8
+# ratios over fp32 depend on them more than on anything else: measured network-only in turns, int8 over
+# fp32 was 2.2-2.6x on a 2-core Xeon with AMX and 2.6-3.8x on a 2-core EPYC with AVX-512 VNNI and no AMX.
+CPU_ISA_PROBES = ("avx2", "avx512", "vnni", "avx512_bf16", "amx_tile", "amx_fp16")
+
+
+def cpu_isa() -> list[str]:
+    """The :data:`CPU_ISA_PROBES` this CPU has (probes a torch build lacks count as absent)."""
+    return [name for name in CPU_ISA_PROBES if getattr(torch.cpu, f"_is_{name}_supported", lambda: False)()]
+
+
 def int8_engine() -> str:
     """The quantised engine int8 runs on: ``onednn`` where the CPU has VNNI or AMX int8 instructions, else
     torch's default. Measured network-only over fp32 against torch's default ``x86`` engine: on a Xeon with
     AMX, OSTrack-256 2.28x vs 1.69x, CompressTracker-4 1.96x vs 1.64x, MixFormerV2-S 3.16x vs 2.09x; on an
     EPYC with AVX-512 VNNI and no AMX (in turns, ``fbgemm`` alongside), OSTrack-256 3.96x vs 3.60x (3.51x),
     CompressTracker-4 3.32x vs 3.06x (3.04x), MixFormerV2-S 2.85x vs 2.77x (2.84x)."""
-    has_int8_dot = any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_vnni_supported", "_is_amx_tile_supported"))
+    has_int8_dot = bool({"vnni", "amx_tile"} & set(cpu_isa()))
     if has_int8_dot and "onednn" in torch.backends.quantized.supported_engines:
         return "onednn"
     return torch.backends.quantized.engine
