@@ -41,6 +41,7 @@ def test_compare_writes_one_report_per_entry(tmp_path: Path) -> None:
         assert report["gflops"] == pytest.approx(2 * report["gmacs"]) and report["gmacs"] > 0
         assert math.isfinite(report["latency_ms_median"]) and report["latency_ms_median"] > 0
         assert report["fps"] == pytest.approx(1e3 / report["latency_ms_median"])
+        assert {"cpu", "cpu_isa", "int8_engine", "torch_threads", "torch"} <= set(report["environment"])
     assert reports[0]["params_m"] == reports[1]["params_m"] == reports[2]["params_m"]
     assert reports[0]["gflops"] == reports[1]["gflops"] == reports[2]["gflops"]  # int8 counts the fp32 call
 

@@ -106,6 +106,21 @@ def test_read_checkpoint_refuses_code_in_every_container(tmp_path: Path, shape: 
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("func", [torch.save, np.savetxt], ids=["torch.save", "numpy.savetxt"])
+def test_callables_of_allowed_libraries_are_refused_too(tmp_path: Path, shape: str, func) -> None:
+    """The allow-list, not the denied modules, is what stops code: a writer from torch or numpy (modules a
+    checkpoint legitimately names) becomes an inert stand-in, and the pickle's call to it is refused."""
+    marker = tmp_path / "MARKER"
+    evil = _Calls(func, [1.0], str(marker)) if func is torch.save else _Calls(func, str(marker), [1.0])
+    path = write_checkpoint(tmp_path / SHAPES[shape], shape, evil)
+    with pytest.raises(BadFileError) as err:
+        read_checkpoint(path)
+    assert_one_line_refusal(str(err.value), path)
+    assert func.__name__ in str(err.value) and "re-save" in str(err.value)
+    assert not marker.exists()
+
+
 def test_mae_and_init_loaders_refuse_code(tmp_path: Path) -> None:
     """`pretrained:` (MAE) and the init / teacher loader (`load_weights`) read through the same reader."""
     marker = tmp_path / "MARKER"

@@ -38,6 +38,7 @@ class SpeedReport:
     latency_ms_p90: float
     fps: float
     device: str
+    environment: dict | None = None  # what the figure depends on (:func:`environment`)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -165,6 +166,7 @@ def report_from_times(name: str, module: nn.Module, flops: int, times: Sequence[
         latency_ms_p90=p90,
         fps=1e3 / median,
         device=str(device),
+        environment=environment(device),
     )
 
 
