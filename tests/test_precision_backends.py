@@ -146,6 +146,27 @@ def test_proxy_runs_every_call_and_generator_step_through_run(family) -> None:
         assert calls.count("iter_exits") >= 2  # generator creation + at least one exit step
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_warns_in_one_line_on_a_cpu_without_bf16_instructions(monkeypatch: pytest.MonkeyPatch,
+                                                                     native: bool) -> None:
+    """Emulated bf16 ran 5x slower than fp32 on an AVX2-only EPYC: say so, but run it (the outputs are bf16's)."""
+    import warnings
+
+    for probe in ("avx512_bf16", "amx_tile"):
+        monkeypatch.setattr(torch.cpu, f"_is_{probe}_supported", lambda: native and probe == "amx_tile", raising=False)
+    module = build_model_from_configs([str(ROOT / c) for c in FAMILIES["ostrack"]]).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracker = apply_runtime(module.build_tracker(), "bf16")
+    slow = [str(w.message) for w in caught if "bf16 instructions" in str(w.message)]
+    assert isinstance(tracker.network, AutocastNetwork)
+    if native:
+        assert not slow
+    else:
+        assert len(slow) == 1 and "\n" not in slow[0] and slow[0].startswith("--precision bf16")
+        assert "--precision int8" in slow[0] and "avx512_bf16 or amx_tile" in slow[0]
+
+
 def test_refusals_are_one_line() -> None:
     cases = {("int8", "torch", "cuda"): "--precision int8", ("bf16", "onnxruntime", "cpu"): "--precision bf16",
              ("fp32", "onnxruntime", "cuda"): "--backend onnxruntime", ("fp16", "torch", "cpu"): "--precision 'fp16'",
