@@ -31,15 +31,15 @@ LATENCY_WARMUP, LATENCY_ITERS = 20, 100
 
 
 def per_frame_call(module, device: torch.device, precision: str = DEFAULT_PRECISION,
-                   backend: str = DEFAULT_BACKEND):
+                   backend: str = DEFAULT_BACKEND, fp32_linear: str | None = None):
     """The network call a tracker makes per frame (template work cached at initialisation), at ``precision``
-    on ``backend`` (``trackers.inference.runtime``)."""
+    on ``backend`` (``trackers.inference.runtime``; ``fp32_linear``: fp32's Linear engine, default the CPU's)."""
     module.to(device).eval()  # before build_tracker: trackers cache device tensors (e.g. the CE template mask)
     tracker = module.build_tracker()
     if not isinstance(tracker, CropTracker):
         raise SetupError(f"{type(module).__name__} has no network to benchmark")
     network = tracker.network  # parameters are counted on the model, whatever runs it
-    tracker = apply_runtime(tracker, precision, backend)
+    tracker = apply_runtime(tracker, precision, backend, fp32_linear)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, size=(480, 640, 3), dtype=np.uint8)
     tracker.initialize(frame, np.array([280.0, 200.0, 80.0, 60.0]))
@@ -57,10 +57,10 @@ def benchmark_model(entries: list[Entry], device: torch.device, warmup: int, ite
     """Every entry built first, then their per-frame calls timed in turns of ``turn`` calls."""
     timed = []
     for entry in entries:
-        check_runtime(entry.precision, entry.backend, device)  # every refusal before anything is built
+        check_runtime(entry.precision, entry.backend, device, entry.fp32_linear)  # every refusal before building
     for entry in entries:
         module = build_model_from_configs(entry.configs)
-        network, call = per_frame_call(module, device, entry.precision, entry.backend)
+        network, call = per_frame_call(module, device, entry.precision, entry.backend, entry.fp32_linear)
         fp32_call = call if runtime_suffix(entry.precision, entry.backend) == "" else per_frame_call(module, device)[1]
         timed.append((entry.label, network, call, fp32_call))
     turns = f", in turns of {turn} calls" if turn and len(entries) > 1 else ""

@@ -1,6 +1,7 @@
 """What `lightning benchmark model|tracker` compare: entries of composed configs at a precision on a backend.
 
     configs/a.yaml,configs/presets/cpu_smoke.yaml@bf16     (comma = composed; @PRECISION[/BACKEND])
+    --fp32-linear torch onednn                              (every fp32/torch entry once per fp32 Linear engine)
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from lightning_app.commands.track import add_runtime_arguments
 from trackers.errors import SetupError
-from trackers.inference.runtime import BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, PRECISIONS, runtime_suffix
+from trackers.inference.runtime import (BACKENDS, DEFAULT_BACKEND, DEFAULT_PRECISION, FP32_LINEAR_ENGINES, PRECISIONS,
+                                       runtime_suffix)
 
 
 @dataclass
@@ -21,10 +23,12 @@ class Entry:
     configs: list[str]
     precision: str = DEFAULT_PRECISION
     backend: str = DEFAULT_BACKEND
+    fp32_linear: str | None = None  # fp32/torch only: the Linear engine (None: the CPU's default)
 
     @property
     def label(self) -> str:
-        return " + ".join(Path(c).stem for c in self.configs) + runtime_suffix(self.precision, self.backend)
+        engine = f" [{self.fp32_linear} linear]" if self.fp32_linear else ""
+        return " + ".join(Path(c).stem for c in self.configs) + runtime_suffix(self.precision, self.backend) + engine
 
 
 def parse_entry(text: str, precision: str, backend: str) -> Entry:
@@ -44,6 +48,9 @@ def entries_from_args(args: argparse.Namespace) -> list[Entry]:
     entries = [parse_entry(t, args.precision, args.backend) for t in texts]
     if args.precisions:
         entries = [Entry(e.configs, p, e.backend) for e in entries for p in args.precisions]
+    if args.fp32_linear:
+        entries = [Entry(e.configs, e.precision, e.backend, engine) for e in entries
+                   for engine in (args.fp32_linear if runtime_suffix(e.precision, e.backend) == "" else [None])]
     return entries
 
 
@@ -55,3 +62,6 @@ def add_entry_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     add_runtime_arguments(parser, "entries without @PRECISION[/BACKEND]")
     parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=[],
                         help="run every entry at each of these precisions (e.g. fp32 bf16 int8)")
+    parser.add_argument("--fp32-linear", nargs="+", choices=FP32_LINEAR_ENGINES, default=[],
+                        help="run every fp32/torch entry with each of these Linear engines (default: the CPU's, "
+                             "oneDNN on AMD CPUs with AVX-512, else torch's BLAS)")

@@ -42,7 +42,7 @@ from trackers.evaluation.protocols import benchmark_key
 from trackers.evaluation.speed import (DEFAULT_TURN, TimedNetwork, environment, latency_summary, resolve_device,
                                       take_turns)
 from trackers.inference.online import CropTracker
-from trackers.inference.runtime import apply_runtime, check_runtime
+from trackers.inference.runtime import apply_runtime, check_runtime, fp32_linear_in_use
 from trackers.methods.base import results_folder
 
 DEFAULT_FRAMES, DEFAULT_WARMUP = 200, 10
@@ -115,7 +115,7 @@ def time_trackers(trackers: list[CropTracker], clips: list[Clip], warmup: int, t
 
 def build_tracker(entry: Entry, device: torch.device, ckpt_path: str | None):  # noqa: ANN201
     """(module, datamodule, tracker) of an entry, weights from ``ckpt_path``, at its precision/backend."""
-    check_runtime(entry.precision, entry.backend, device)
+    check_runtime(entry.precision, entry.backend, device, entry.fp32_linear)
     module, datamodule = build_from_configs(entry.configs)
     if ckpt_path:
         load_module_weights(module, ckpt_path)
@@ -124,7 +124,7 @@ def build_tracker(entry: Entry, device: torch.device, ckpt_path: str | None):  #
     if not isinstance(tracker, CropTracker):
         raise SetupError(f"{' + '.join(entry.configs)}: {type(module).__name__}'s tracker has no network to time")
     module.set_runtime(entry.precision, entry.backend)
-    return module, datamodule, apply_runtime(tracker, entry.precision, entry.backend)
+    return module, datamodule, apply_runtime(tracker, entry.precision, entry.backend, entry.fp32_linear)
 
 
 def speed_record(entry: Entry, module, tracker: CropTracker, measured: Measurement, benchmark: str,  # noqa: ANN001
@@ -141,6 +141,7 @@ def speed_record(entry: Entry, module, tracker: CropTracker, measured: Measureme
         "configs": list(entry.configs),
         "precision": entry.precision,
         "backend": entry.backend,
+        "fp32_linear": fp32_linear_in_use(entry.precision, entry.backend, device, entry.fp32_linear),
         "device": str(device),
         "benchmark": benchmark,
         "frames": len(measured.end_to_end_ms),
@@ -174,7 +175,8 @@ def format_table(records: list[dict]) -> str:
     env = records[0]["environment"]
     rows.append(f"{records[0]['frames']} frames of {records[0]['benchmark']} per tracker on {records[0]['device']}; "
                 f"ratios against '{records[0]['label']}', measured in this run")
-    isa = f" ({', '.join(env['cpu_isa'])}; int8 engine {env['int8_engine']})" if env.get("cpu_isa") else ""
+    isa = (f" ({', '.join(env['cpu_isa'])}; int8 engine {env['int8_engine']}; fp32 Linear "
+           f"{env.get('fp32_linear', 'torch')})" if env.get("cpu_isa") else "")
     rows.append(f"environment: {env['cpu']}{isa}, {env['torch_threads']} torch threads of {env['cpu_count']} CPUs, "
                 f"torch {env['torch']}" + (f", {env['gpu']} (CUDA {env['cuda']})" if env["gpu"] else ""))
     return "\n".join(rows)
@@ -213,7 +215,7 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     for entry in entries:
-        check_runtime(entry.precision, entry.backend, device)  # every refusal before anything is timed
+        check_runtime(entry.precision, entry.backend, device, entry.fp32_linear)  # every refusal before any timing
     built = [build_tracker(entry, device, args.ckpt_path) for entry in entries]
     benchmark, clips = load_clips(built[0][1], args.frames + args.warmup)  # the first entry's frames, for all
     steps = sum(len(c.frames) - 1 for c in clips)

@@ -25,7 +25,7 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from trackers.errors import SetupError
-from trackers.inference.runtime import NetworkProxy, cpu_isa, int8_engine
+from trackers.inference.runtime import NetworkProxy, cpu_isa, fp32_linear_engine, int8_engine
 
 
 @dataclass
@@ -69,7 +69,25 @@ def _register_cpu_attention_flops() -> None:
         return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
+def _register_onednn_linear_flops() -> None:
+    """The oneDNN fp32 Linear (``trackers.inference.onednn_linear``) is ``mkldnn._linear_pointwise``, which torch's
+    counter has no formula for: count it as the Linear it is (2 x rows x in x out), so FLOPs do not depend on
+    the fp32 Linear engine a CPU picked."""
+    packet = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    register = getattr(flop_counter, "register_flop_formula", None)
+    if packet is None or register is None or packet in flop_counter.flop_registry:
+        return
+
+    @register(packet)
+    def _onednn_linear_flop(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001, ANN002, ANN003
+        rows = 1
+        for size in input_shape[:-1]:
+            rows *= size
+        return 2 * rows * weight_shape[0] * weight_shape[1]
+
+
 _register_cpu_attention_flops()
+_register_onednn_linear_flops()
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -202,6 +220,7 @@ def environment(device: torch.device) -> dict[str, object]:
         "cpu": cpu_model(),
         "cpu_isa": cpu_isa(),
         "int8_engine": int8_engine(),
+        "fp32_linear": fp32_linear_engine() if not cuda else "torch",
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
