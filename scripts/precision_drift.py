@@ -11,8 +11,9 @@ family's trained miniature model over a SynthTrack test split:
 
     python scripts/precision_drift.py --family ostrack --runtimes bf16 int8 --root data/synthtrack_test60 --seeds 5
 
-An fp32 runtime on another engine (``fp32/onnxruntime``: outputs within 1e-4 of PyTorch) is the null: any
-AUC difference it shows is the benchmark's sensitivity to arithmetic, not a loss of precision.
+An fp32 runtime on another engine (``fp32/onnxruntime``: outputs within 1e-4 of PyTorch; ``fp32:onednn``, the
+Linear layers through oneDNN) is the null: any AUC difference it shows is the benchmark's sensitivity to
+arithmetic, not a loss of precision. The fp32 reference runs torch's own Linear (``--fp32-linear``).
 """
 from __future__ import annotations
 
@@ -47,12 +48,19 @@ def stage_model(family: str) -> tuple[list[str], str]:
     return [command[i + 1] for i, a in enumerate(command) if a == "--config"], record["checkpoint"]
 
 
-def build_tracker(family: str, precision: str = "fp32", backend: str = "torch"):
+def build_tracker(family: str, precision: str = "fp32", backend: str = "torch", fp32_linear: str | None = None):
     configs, checkpoint = stage_model(family)
     module = build_model_from_configs(configs)
     load_module_weights(module, checkpoint)  # the CE keep rate training ended with, as `lightning test`
     module.eval()
-    return apply_runtime(module.build_tracker(), precision, backend)
+    return apply_runtime(module.build_tracker(), precision, backend, fp32_linear)
+
+
+def parse_runtime(text: str) -> tuple[str, str, str | None]:
+    """``PRECISION[/BACKEND][:FP32_LINEAR_ENGINE]`` -> (precision, backend, engine or None)."""
+    runtime, _, engine = text.partition(":")
+    precision, _, backend = runtime.partition("/")
+    return precision, backend or "torch", engine or None
 
 
 def run_all(tracker, sequences: EvalSequenceDataset, desc: str) -> tuple[float, np.ndarray]:
@@ -79,7 +87,9 @@ def divergence(diff: np.ndarray, threshold: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", choices=sorted(STAGES), default="ostrack")
-    parser.add_argument("--runtimes", nargs="+", default=["bf16"], help="PRECISION[/BACKEND] to compare with fp32")
+    parser.add_argument("--runtimes", nargs="+", default=["bf16"],
+                        help="PRECISION[/BACKEND][:ENGINE] to compare with fp32 (fp32:onednn: Linear through oneDNN)")
+    parser.add_argument("--fp32-linear", default="torch", help="the fp32 reference's Linear engine")
     parser.add_argument("--root", default="data/synthtrack_test60")
     parser.add_argument("--seeds", type=int, default=5, help="jittered fp32 runs (the chaos floor); 0: none")
     parser.add_argument("--diverged", type=float, default=10.0, help="AUC points that count a sequence as diverged")
@@ -87,12 +97,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     reader = EvalSequenceDataset(build_reader("synthtrack", args.root, split="test", config_key=args.root))
-    runtimes = [tuple((r + "/torch").split("/")[:2]) for r in args.runtimes]
+    runtimes = [parse_runtime(r) for r in args.runtimes]
     record: dict = {"family": args.family, "root": args.root, "sequences": len(reader)}
 
     # 1. teacher-forced error along fp32's own trajectory: every runtime's network sees fp32's crops
-    reference = build_tracker(args.family)
-    others = {f"{p}/{b}": build_tracker(args.family, p, b) for p, b in runtimes}
+    reference = build_tracker(args.family, fp32_linear=args.fp32_linear)
+    others = {f"{p}/{b}" + (f":{e}" if e else ""): build_tracker(args.family, p, b, e) for p, b, e in runtimes}
     size = reference.search_size
     errors: dict[str, list[float]] = {name: [] for name in others}
     fp32_predict, fp32_initialize = reference.predict, reference.initialize
@@ -132,8 +142,8 @@ def main() -> None:
               f">1 px {stats['over_1px_percent']:.2f}%, rms {stats['rms']:.3f}", flush=True)
 
     # 2. each runtime online
-    for (precision, backend), name in zip(runtimes, others):
-        auc, per_sequence = run_all(build_tracker(args.family, precision, backend), reader, name)
+    for runtime, name in zip(runtimes, others):
+        auc, per_sequence = run_all(build_tracker(args.family, *runtime), reader, name)
         se = float(np.std(per_sequence - fp32_seq, ddof=1) / np.sqrt(len(fp32_seq)))
         record["auc"][name] = auc
         record["per_sequence_auc"][name] = per_sequence.tolist()
@@ -158,7 +168,7 @@ def main() -> None:
         sigma = record["teacher_forced_px"][next(iter(others))]["rms"]
         jitter_aucs = []
         for seed in range(args.seeds):
-            tracker = build_tracker(args.family)
+            tracker = build_tracker(args.family, fp32_linear=args.fp32_linear)
             rng = np.random.default_rng(seed)
 
             def jittered(search: torch.Tensor, plain_predict=tracker.predict, rng=rng):

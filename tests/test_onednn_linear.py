@@ -51,6 +51,18 @@ def test_the_network_copy_routes_every_plain_linear_and_leaves_the_original() ->
 
 
 @needs_onednn
+def test_a_routed_network_can_be_copied_again() -> None:
+    """bf16 and int8 work on a deep copy; an opaque oneDNN weight has no storage, so the layer re-packs."""
+    import copy
+
+    routed = onednn_linear_network(nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 4, bias=False)))
+    again, x = copy.deepcopy(routed), torch.randn(3, 8)
+    assert again[0].packed_weight is not routed[0].packed_weight
+    with torch.inference_mode():
+        torch.testing.assert_close(again(x), routed(x), rtol=0, atol=0)
+
+
+@needs_onednn
 def test_flops_do_not_depend_on_the_linear_engine() -> None:
     """Torch's counter has no formula for oneDNN's op; without ours it would count the Linear layers as 0."""
     linear, x = nn.Linear(64, 32), torch.randn(2, 10, 64)

@@ -71,11 +71,12 @@ def benchmark_model(entries: list[Entry], device: torch.device, warmup: int, ite
 
 def format_table(reports: list[SpeedReport]) -> str:
     ref = reports[0]
-    header = f"{'model':<40} {'params(M)':>10} {'GMACs':>8} {'GFLOPs':>8} {'median ms':>10} {'p90 ms':>8} {'FPS':>8} {'speed-up':>9}"
+    w = max([40] + [len(r.name) for r in reports])
+    header = f"{'model':<{w}} {'params(M)':>10} {'GMACs':>8} {'GFLOPs':>8} {'median ms':>10} {'p90 ms':>8} {'FPS':>8} {'speed-up':>9}"
     rows = [header, "-" * len(header)]
     for r in reports:
         rows.append(
-            f"{r.name:<40} {r.params_m:>10.3f} {r.gmacs:>8.2f} {r.gflops:>8.2f} {r.latency_ms_median:>10.2f}"
+            f"{r.name:<{w}} {r.params_m:>10.3f} {r.gmacs:>8.2f} {r.gflops:>8.2f} {r.latency_ms_median:>10.2f}"
             f" {r.latency_ms_p90:>8.2f} {r.fps:>8.1f} {ref.latency_ms_median / r.latency_ms_median:>8.2f}x"
         )
     if len(reports) > 1:

@@ -164,12 +164,13 @@ def add_ratios(records: list[dict]) -> None:
 
 
 def format_table(records: list[dict]) -> str:
-    header = (f"{'tracker':<44} {'median ms':>9} {'p10':>7} {'p90':>7} {'p99':>7} {'FPS':>7} {'net FPS':>8}"
+    w = max([44] + [len(r["label"]) for r in records])
+    header = (f"{'tracker':<{w}} {'median ms':>9} {'p10':>7} {'p90':>7} {'p99':>7} {'FPS':>7} {'net FPS':>8}"
               f" {'outside net':>11} {'speed-up':>8} {'net x':>6}")
     rows = [header, "-" * len(header)]
     for r in records:
         e = r["end_to_end"]
-        rows.append(f"{r['label']:<44} {e['median_ms']:>9.2f} {e['p10_ms']:>7.2f} {e['p90_ms']:>7.2f} "
+        rows.append(f"{r['label']:<{w}} {e['median_ms']:>9.2f} {e['p10_ms']:>7.2f} {e['p90_ms']:>7.2f} "
                     f"{e['p99_ms']:>7.2f} {r['fps']:>7.1f} {r['network_fps']:>8.1f} {r['overhead_share']:>10.1%} "
                     f"{r['speedup']:>7.2f}x {r['network_speedup']:>5.2f}x")
     env = records[0]["environment"]

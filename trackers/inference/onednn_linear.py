@@ -3,7 +3,7 @@
 torch's ``nn.Linear`` on CPU calls its BLAS (MKL's sgemm on x86 builds). On AMD CPUs with AVX-512, MKL does not
 use AVX-512 and runs at half of what oneDNN reaches with the same fp32 operands: measured on a 2-core EPYC of
 family 26 (Zen 5) over five ViT Linear shapes, ``F.linear`` 182-214 GFLOP/s, oneDNN with a packed weight
-461-500 GFLOP/s; whole networks per frame 1.8-1.9x. On an AVX2-only EPYC the two tie (85-103 vs 82-107). So
+461-500 GFLOP/s; whole networks per frame 1.8-2.1x. On an AVX2-only EPYC the two tie (85-103 vs 82-107). So
 :func:`trackers.inference.runtime.fp32_linear_engine` picks oneDNN on AMD CPUs with AVX-512 only.
 Outputs differ from MKL's by the order of the fp32 sums (largest difference over whole networks: 2e-7).
 """
@@ -41,6 +41,19 @@ class OneDNNLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
+
+    def dense_linear(self) -> nn.Linear:
+        """The ``nn.Linear`` this layer computes (its weight unpacked)."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        with torch.no_grad():
+            linear.weight.copy_(self.packed_weight.to_dense())
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
+
+    def __deepcopy__(self, memo: dict) -> OneDNNLinear:
+        """Re-packed from the unpacked weight: an opaque oneDNN tensor has no storage to copy."""
+        return OneDNNLinear(self.dense_linear())
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

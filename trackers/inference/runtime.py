@@ -15,7 +15,7 @@ they call as ``self.network``:
   :func:`int8_engine`); it is set for the quantisation and for each call, and restored after.
 - ``fp32`` on the torch backend: torch's own ``nn.Linear`` (its BLAS), or on AMD CPUs with AVX-512 a copy of
   the network whose Linear layers run through oneDNN with packed weights (:func:`fp32_linear_engine`; the same
-  fp32 arithmetic, measured 1.8-1.9x per frame there); ``DISTILTRACK_FP32_LINEAR=torch|onednn`` overrides.
+  fp32 arithmetic, measured 1.8-2.1x per frame there); ``DISTILTRACK_FP32_LINEAR=torch|onednn`` overrides.
 - ``--backend onnxruntime``: the deploy package's drop-in network (``trackers.deploy.onnxruntime_network``,
   imported lazily: the torch path needs no onnxruntime); CPU, fp32 (or what that function accepts).
 
@@ -181,8 +181,9 @@ def cpu_vendor() -> str:
 def fp32_linear_engine() -> str:
     """The engine fp32 Linear layers run on for the torch backend on CPU: ``$DISTILTRACK_FP32_LINEAR`` when set,
     else ``onednn`` on AMD CPUs with AVX-512 (where MKL's sgemm leaves AVX-512 unused: fp32 per frame, measured
-    in turns on a 2-core EPYC of family 26, OSTrack-256 1.92x, MixFormerV2-S 1.79x, CompressTracker-4 1.81x
-    faster) and ``torch`` everywhere else (AVX2-only EPYC: the two tied; Intel: MKL is Intel's own)."""
+    in turns on a 2-core EPYC of family 26, network only, OSTrack-256 2.10x, MixFormerV2-S 1.77x,
+    CompressTracker-4 1.83x faster) and ``torch`` everywhere else (AVX2-only EPYC: the two tied; Intel: MKL is
+    Intel's own)."""
     choice = os.environ.get(FP32_LINEAR_ENV, "auto").strip().lower() or "auto"
     if choice not in ("auto", *FP32_LINEAR_ENGINES):
         raise SetupError(f"{FP32_LINEAR_ENV}={choice!r}: set it to auto, {' or '.join(FP32_LINEAR_ENGINES)}")

@@ -33,7 +33,8 @@ from trackers.evaluation.result_files import METRICS_FILE, read_raw_results, wri
 from trackers.freezing import freeze_parameters
 from trackers.inference.online import OnlineTracker
 from trackers.inference.ope import SequenceRun, run_sequence
-from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, runtime_suffix
+from trackers.inference.runtime import (DEFAULT_BACKEND, DEFAULT_PRECISION, FP32_LINEAR_ENV, apply_runtime,
+                                       fp32_linear_in_use, runtime_suffix)
 from trackers.methods.optim import ParamGroups, build_optimizer
 from trackers.nn.vit import OneStreamViT
 from trackers.types import TrackingBatch
@@ -165,6 +166,9 @@ class TrackingModule(L.LightningModule, ABC):
     def on_test_epoch_start(self) -> None:
         self.test_metrics = nn.ModuleDict(metrics_for(self._benchmark())).to(self.device)
         self._tracker = apply_runtime(self.build_tracker(), self.runtime_precision, self.runtime_backend)
+        if fp32_linear_in_use(self.runtime_precision, self.runtime_backend, self.device) == "onednn":
+            rank_zero_info(f"[{self.result_name(self._tracker)}] fp32 Linear layers run through oneDNN (the same fp32 "
+                           f"arithmetic, faster on this CPU); {FP32_LINEAR_ENV}=torch gives torch's BLAS")
         self._sequences = torch.zeros(2, dtype=torch.long)  # (tracked here, reused from result files)
 
     def test_step(self, sequence: Any, batch_idx: int) -> None:
