@@ -135,3 +135,17 @@ def test_benchmark_compares_the_engines_in_one_run(tmp_path: Path) -> None:
                                             "ostrack_256 + cpu_smoke + ostrack_tiny_int8"]  # int8 has no fp32 engine
     assert reports[0]["gflops"] == reports[1]["gflops"] > 0
     assert reports[0]["environment"]["fp32_linear"] in ("torch", "onednn")
+
+
+def test_onnxruntime_is_compared_with_pytorchs_default_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lightning export --benchmark` times PyTorch as `lightning test` runs it: with the CPU's Linear engine."""
+    pytest.importorskip("onnxruntime")
+    from trackers.deploy import speed as deploy_speed
+
+    applied = []
+    monkeypatch.setattr(deploy_speed, "apply_runtime", lambda tracker: applied.append(tracker) or apply_runtime(tracker))
+    torch.manual_seed(0)
+    result = deploy_speed.compare_backends(build_model_from_configs(OSTRACK_TINY), frames=2)
+    assert len(applied) == 1  # the PyTorch side, not a bare build_tracker()
+    assert result.fp32_linear == fp32_linear_engine()
+    assert f"PyTorch ({result.fp32_linear} Linear)" in result.summary()

@@ -1,7 +1,8 @@
 """PyTorch vs onnxruntime per-frame network time of one tracker, measured in one run (`lightning export --benchmark`).
 
-Both trackers are the module's own (``build_tracker``), initialised on the same frame; the second gets the
-onnxruntime network. Each timed call is the tracker's ``predict`` on one search crop: exactly the network
+Both trackers are the module's own (``build_tracker``), initialised on the same frame; the first runs PyTorch's
+default fp32 (``apply_runtime``: with its Linear layers on oneDNN where the CPU calls for it), the second gets
+the onnxruntime network. Each timed call is the tracker's ``predict`` on one search crop: exactly the network
 calls a frame makes (centre head: one forward; MixFormer: the cached search step; DyTrack: embed and the
 segments up to the answering exit), plus the few-microsecond decode. The two backends alternate in short
 rounds, so load from other processes on the machine hits both alike; the medians are compared.
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from trackers.deploy.onnxruntime_network import onnxruntime_network
+from trackers.inference.runtime import apply_runtime, fp32_linear_in_use
 
 FRAME_SIZE = (240, 320)  # (H, W) of the synthetic initialisation frame
 INIT_BOX = np.array([130.0, 90.0, 60.0, 50.0])
@@ -32,6 +34,7 @@ class BackendComparison:
     onnxruntime_ms: float
     threads: int
     frames: int
+    fp32_linear: str = "torch"  # PyTorch's fp32 Linear engine (``trackers.inference.runtime``)
 
     @property
     def speedup(self) -> float:
@@ -40,7 +43,7 @@ class BackendComparison:
 
     def summary(self) -> str:
         return (f"{self.name}: per-frame network (median of {self.frames}, {self.threads} threads, fp32, CPU): "
-                f"PyTorch {self.torch_ms:.2f} ms, onnxruntime {self.onnxruntime_ms:.2f} ms, "
+                f"PyTorch ({self.fp32_linear} Linear) {self.torch_ms:.2f} ms, onnxruntime {self.onnxruntime_ms:.2f} ms, "
                 f"onnxruntime/PyTorch speed {self.speedup:.2f}x")
 
 
@@ -49,7 +52,7 @@ def compare_backends(module: nn.Module, frames: int = 50, seed: int = 0) -> Back
     rng = np.random.default_rng(seed)
     frame = rng.integers(0, 256, (*FRAME_SIZE, 3), dtype=np.uint8)
     module.to("cpu").eval()
-    reference, runtime = module.build_tracker(), module.build_tracker()
+    reference, runtime = apply_runtime(module.build_tracker()), module.build_tracker()
     runtime.network = onnxruntime_network(runtime.network, runtime.template_size, runtime.search_size)
     search = torch.from_numpy(rng.standard_normal((1, 3, reference.search_size, reference.search_size), np.float32))
     times: dict[str, list[float]] = {"torch": [], "onnxruntime": []}
@@ -67,4 +70,4 @@ def compare_backends(module: nn.Module, frames: int = 50, seed: int = 0) -> Back
                     times[name].append(time.perf_counter() - start)
     median = {name: 1e3 * float(np.median(t[:frames])) for name, t in times.items()}
     return BackendComparison(type(reference.network).__name__, median["torch"], median["onnxruntime"],
-                             torch.get_num_threads(), frames)
+                             torch.get_num_threads(), frames, fp32_linear_in_use("fp32", "torch", "cpu"))
