@@ -85,6 +85,16 @@ def test_the_engine_follows_the_cpu(monkeypatch: pytest.MonkeyPatch, vendor: str
     assert fp32_linear_engine() == "torch"
 
 
+def test_cpuinfo_fields_are_read_by_name(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R45\n\nprocessor\t: 1\n"
+                    "vendor_id\t: Other\n")
+    assert runtime.cpuinfo_field("vendor_id", str(info)) == "AuthenticAMD"  # the first CPU's
+    assert runtime.cpuinfo_field("model name", str(info)) == "AMD EPYC 9R45"
+    assert runtime.cpuinfo_field("model", str(info)) is None  # a whole key, not a prefix of "model name"
+    assert runtime.cpuinfo_field("vendor_id", str(tmp_path / "absent")) is None
+
+
 def test_the_environment_variable_overrides_and_a_bad_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime, "cpu_vendor", lambda: "AuthenticAMD")
     monkeypatch.setattr(runtime, "cpu_isa", lambda: ["avx512"])

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from trackers.deploy.onnxruntime_network import onnxruntime_network
-from trackers.inference.runtime import apply_runtime, fp32_linear_in_use
+from trackers.inference.runtime import DEFAULT_BACKEND, DEFAULT_PRECISION, apply_runtime, fp32_linear_in_use
 
 FRAME_SIZE = (240, 320)  # (H, W) of the synthetic initialisation frame
 INIT_BOX = np.array([130.0, 90.0, 60.0, 50.0])
@@ -70,4 +70,4 @@ def compare_backends(module: nn.Module, frames: int = 50, seed: int = 0) -> Back
                     times[name].append(time.perf_counter() - start)
     median = {name: 1e3 * float(np.median(t[:frames])) for name, t in times.items()}
     return BackendComparison(type(reference.network).__name__, median["torch"], median["onnxruntime"],
-                             torch.get_num_threads(), frames, fp32_linear_in_use("fp32", "torch", "cpu"))
+                             torch.get_num_threads(), frames, fp32_linear_in_use(DEFAULT_PRECISION, DEFAULT_BACKEND, "cpu"))

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -25,7 +24,8 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from trackers.errors import SetupError
-from trackers.inference.runtime import NetworkProxy, cpu_isa, fp32_linear_engine, int8_engine
+from trackers.inference.runtime import (DEFAULT_BACKEND, DEFAULT_PRECISION, NetworkProxy, cpu_isa, cpuinfo_field,
+                                       fp32_linear_in_use, int8_engine)
 
 
 @dataclass
@@ -198,13 +198,7 @@ def latency_summary(times_ms: Sequence[float]) -> dict[str, float]:
 
 def cpu_model() -> str:
     """The CPU's marketing name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def environment(device: torch.device) -> dict[str, object]:
@@ -220,7 +214,7 @@ def environment(device: torch.device) -> dict[str, object]:
         "cpu": cpu_model(),
         "cpu_isa": cpu_isa(),
         "int8_engine": int8_engine(),
-        "fp32_linear": fp32_linear_engine() if not cuda else "torch",
+        "fp32_linear": fp32_linear_in_use(DEFAULT_PRECISION, DEFAULT_BACKEND, device),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -96,9 +96,10 @@ def apply_runtime(tracker: OnlineTracker, precision: str = DEFAULT_PRECISION,
     through oneDNN; the name stays (the arithmetic is fp32 either way).
     """
     if precision == DEFAULT_PRECISION and backend == DEFAULT_BACKEND:
-        device = tracker.device if isinstance(tracker, CropTracker) else torch.device("cpu")
+        has_network = isinstance(tracker, CropTracker)
+        device = tracker.device if has_network else torch.device("cpu")
         check_runtime(precision, backend, device, fp32_linear)
-        if fp32_linear_in_use(precision, backend, device, fp32_linear) == "onednn" and isinstance(tracker, CropTracker):
+        if has_network and fp32_linear_in_use(precision, backend, device, fp32_linear) == "onednn":
             tracker.network = onednn_linear_network(tracker.network)
         return tracker
     if not isinstance(tracker, CropTracker):
@@ -166,16 +167,22 @@ FP32_LINEAR_ENGINES = ("torch", "onednn")
 FP32_LINEAR_ENV = "DISTILTRACK_FP32_LINEAR"  # auto (default), torch or onednn
 
 
-def cpu_vendor() -> str:
-    """``GenuineIntel``, ``AuthenticAMD``, ... (``/proc/cpuinfo``), else what ``platform`` knows."""
+def cpuinfo_field(name: str, path: str = "/proc/cpuinfo") -> str | None:
+    """The first ``name`` field of ``/proc/cpuinfo`` (``vendor_id``, ``model name``), None where there is none."""
     try:
-        with open("/proc/cpuinfo") as info:
+        with open(path) as info:
             for line in info:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor()
+    return None
+
+
+def cpu_vendor() -> str:
+    """``GenuineIntel``, ``AuthenticAMD``, ... (``/proc/cpuinfo``), else what ``platform`` knows."""
+    return cpuinfo_field("vendor_id") or platform.processor()
 
 
 def fp32_linear_engine() -> str:
